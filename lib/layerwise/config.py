@@ -1,0 +1,143 @@
+"""``RunConfig``: the frozen, JSON-serialisable description of one training run.
+
+Two configs that describe the same run have the same canonical JSON and so the same store key;
+every name and number is checked when the config is made, before any compute starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from . import data, models, optim, schedules
+from ._validate import check_choice, check_positive
+
+__all__ = ["FORMAT_VERSION", "RunConfig"]
+
+# Bump whenever training semantics change: old records then no longer match any key.
+FORMAT_VERSION = 1
+
+
+class FrozenDict(dict):
+    """A ``dict`` that refuses changes after creation (so a frozen config stays frozen)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("RunConfig options are read-only; use RunConfig.replace(...)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True))
+
+    def __reduce__(self):  # pickling (worker processes) must not go through __setitem__
+        return (FrozenDict, (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenDict({str(k): _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run.
+
+    Attributes:
+        dataset: a name in ``data.DATASETS``; ``data_options`` go to ``data.load``.
+        model: a family in ``models.MODELS``; ``model_options`` go to ``models.build``.
+        optimizer: a name in ``optim.OPTIMIZERS``; ``lr`` is the base rate and
+            ``optimizer_options`` the other keyword arguments (weight decay, betas, ...).
+        rule: a per-layer rate rule as a spec dict (``groups.rule_from_spec``), ``None`` for one
+            rate everywhere.
+        schedule: a name in ``schedules.SCHEDULES`` with ``schedule_options``.
+        batch_size: examples (sequences for text) per step.
+        steps / epochs: the budget; give exactly one.  An epoch is ``len(train) // batch_size``
+            steps (for text: characters / (batch_size * block)).
+        eval_every: steps between evaluations on the validation split (and at the end).
+        seed: seeds initialisation and data order.
+        threads: torch intra-op threads for this run.
+        block: characters per training sequence of a language task (ignored otherwise).
+        monitor_every: record per-layer statistics every this many steps (``None``: off).
+        diverge_factor: a training loss above this multiple of the first loss counts as diverged.
+    """
+
+    dataset: str
+    model: str
+    lr: float
+    batch_size: int
+    optimizer: str = "adamw"
+    steps: int | None = None
+    epochs: float | None = None
+    eval_every: int = 250
+    seed: int = 0
+    threads: int = 1
+    block: int = 64
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rule: Mapping[str, Any] | None = None
+    schedule: str = "constant"
+    schedule_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    monitor_every: int | None = None
+    diverge_factor: float = 5.0
+
+    def __post_init__(self) -> None:
+        for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
+            object.__setattr__(self, f, _freeze(getattr(self, f)))
+        if self.rule is not None:
+            object.__setattr__(self, "rule", _freeze(self.rule))
+        check_choice("dataset", self.dataset, data.DATASETS)
+        check_choice("model", self.model, models.MODELS)
+        check_choice("optimizer", self.optimizer, optim.OPTIMIZERS)
+        check_choice("schedule", self.schedule, schedules.SCHEDULES)
+        check_positive("learning rate (lr)", self.lr)
+        object.__setattr__(self, "lr", float(self.lr))  # 1 and 1.0 are the same run
+        if self.epochs is not None:
+            object.__setattr__(self, "epochs", float(self.epochs))
+        check_positive("batch_size", self.batch_size)
+        check_positive("eval_every", self.eval_every)
+        check_positive("threads", self.threads)
+        check_positive("block", self.block)
+        check_positive("diverge_factor", self.diverge_factor)
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(
+                f"give exactly one budget: steps={self.steps!r}, epochs={self.epochs!r}"
+            )
+        check_positive("steps" if self.steps is not None else "epochs", self.steps or self.epochs)
+        if self.monitor_every is not None:
+            check_positive("monitor_every", self.monitor_every)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""
+        return json.loads(self.canonical_json())
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {unknown}; valid: {sorted(names)}")
+        return cls(**values)
+
+    def canonical_json(self) -> str:
+        """Sorted-key, compact JSON of all fields: the identity of the run."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps(plain, sort_keys=True, separators=(",", ":"))
+
+    def key(self) -> str:
+        """Stable store key: hash of the canonical config and the results-format version."""
+        payload = f"v{FORMAT_VERSION}:{self.canonical_json()}".encode()
+        return hashlib.sha256(payload).hexdigest()[:20]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_json())

@@ -1,0 +1,432 @@
+"""Benchmarks as in-memory tensors with fixed train / validation / test splits.
+
+``load(name)`` returns a :class:`Dataset` whose ``train``, ``val`` and ``test`` splits are plain
+tensors: small benchmarks fit in memory, and batching by indexing a tensor is many times faster
+than a per-sample ``DataLoader`` on a CPU.  The validation split is carved from the published
+training split with a fixed seed; the published test split is never touched.
+
+Sources, in the order they are tried:
+
+* ``mnist1d`` -- generated locally by the ``mnist1d`` package (Greydanus 2020); default arguments
+  give the published 4,000 / 1,000 split, ``num_samples`` gives more.
+* ``fashion_mnist`` -- the four IDX files (Xiao, Rasul, Vollgraf 2017) from ``$LAYERWISE_DATA``,
+  then ``/usr/share/datasets/fashion-mnist/`` (Debian ``dataset-fashion-mnist``), then a download
+  into the cache.  The SHA-256 of the *uncompressed* content is checked, so a recompressed Debian
+  copy and an upstream download both pass.
+* ``tinyshakespeare`` -- ``$LAYERWISE_DATA/tinyshakespeare.txt``, else a download; same check.
+  Splits follow nanoGPT: the first 90% of characters is training data (its last ninth is our
+  validation split), the last 10% is the test split (nanoGPT's "val").
+* ``cifar10`` -- download only (the binary version, no pickle).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._validate import check_choice, check_options, check_positive
+
+__all__ = [
+    "DATASETS",
+    "DataUnavailableError",
+    "Dataset",
+    "DatasetSpec",
+    "Split",
+    "TextSplit",
+    "load",
+    "spec",
+]
+
+DOWNLOAD_TIMEOUT_S = 60
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_MD5 = "md5:c32a1d4ab5d03f1284b67883e8d87530"
+
+
+class DataUnavailableError(RuntimeError):
+    """No source of a dataset worked; the message says in one line what to install or set."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a model needs to know about a dataset without loading it."""
+
+    name: str
+    task: str  # "classification" or "language"
+    input_shape: tuple[int, ...]  # per example; (block,) is decided by the model for text
+    num_classes: int  # classes, or vocabulary size for a language task
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist1d": DatasetSpec("mnist1d", "classification", (40,), 10),
+    "fashion_mnist": DatasetSpec("fashion_mnist", "classification", (1, 28, 28), 10),
+    "cifar10": DatasetSpec("cifar10", "classification", (3, 32, 32), 10),
+    "tinyshakespeare": DatasetSpec("tinyshakespeare", "language", (), 65),
+}
+
+
+def spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a dataset name (raises naming the valid names)."""
+    return DATASETS[check_choice("dataset", name, DATASETS)]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs ``x`` and integer labels ``y`` of one split; ``len()`` counts examples."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """A token stream of one split; ``len()`` counts characters."""
+
+    tokens: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded benchmark: its spec and three fixed splits."""
+
+    spec: DatasetSpec
+    train: Split | TextSplit
+    val: Split | TextSplit
+    test: Split | TextSplit
+    vocab: str | None = field(default=None)  # characters of a language task, index = token id
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+# --------------------------------------------------------------------------------------------
+# public entry point
+
+
+_OPTIONS = {
+    "mnist1d": {"num_samples", "val_fraction"},
+    "fashion_mnist": {"val_fraction"},
+    "cifar10": {"val_fraction"},
+    "tinyshakespeare": set(),
+}
+
+
+def load(name: str, *, download: bool = True, **options) -> Dataset:
+    """Load a benchmark as in-memory tensors with fixed train / val / test splits.
+
+    Args:
+        name: one of ``DATASETS``.
+        download: allow a network download when no local copy exists.  ``False`` never touches
+            the network.
+        **options: ``val_fraction`` (share of the published training split held out for
+            validation, default 0.1) for image data; ``num_samples`` for ``mnist1d`` (default
+            5000, the published size).
+
+    Raises:
+        ValueError: unknown name or option.
+        DataUnavailableError: no source worked (the message says what to install or set).
+    """
+    check_choice("dataset", name, DATASETS)
+    check_options(f"{name} data", options, _OPTIONS[name])
+    val_fraction = options.get("val_fraction", 0.1)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if name == "mnist1d":
+        num_samples = int(check_positive("num_samples", options.get("num_samples", 5000)))
+        return _load_mnist1d(num_samples, float(val_fraction))
+    if name == "fashion_mnist":
+        return _load_fashion_mnist(bool(download), float(val_fraction))
+    if name == "cifar10":
+        return _load_cifar10(bool(download), float(val_fraction))
+    return _load_tinyshakespeare(bool(download))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the loaders
+
+
+def _carve_validation(x: torch.Tensor, y: torch.Tensor, val_fraction: float) -> tuple[Split, Split]:
+    """Split the published training set into train / val with a fixed seed (0)."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_val = int(round(len(y) * val_fraction))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verified(path: Path, content: bytes, expected: str) -> bytes:
+    actual = _sha256(content)
+    if actual != expected:
+        raise ValueError(
+            f"checksum mismatch for {path}: SHA-256 of its content is {actual}, expected "
+            f"{expected}; refusing the file (delete or replace it)"
+        )
+    return content
+
+
+def _data_dir() -> Path | None:
+    value = os.environ.get("LAYERWISE_DATA")
+    return Path(value) if value else None
+
+
+def _cache_dir() -> Path:
+    import pooch
+
+    return Path(os.environ.get("LAYERWISE_CACHE") or pooch.os_cache("layerwise"))
+
+
+def _download(url: str, fname: str, known_hash: str | None = None) -> Path:
+    """Fetch ``url`` into the cache with a timeout (pooch); returns the local path."""
+    import pooch
+
+    downloader = pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT_S, progressbar=False)
+    return Path(
+        pooch.retrieve(
+            url, known_hash=known_hash, fname=fname, path=_cache_dir(), downloader=downloader
+        )
+    )
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST-1D
+
+
+def _mnist1d_arrays(num_samples: int) -> dict[str, np.ndarray]:
+    """Generate MNIST-1D once per size and keep the arrays in the cache (an ``.npz``, no pickle);
+    generation is seeded (mnist1d's default seed 42), so the cache only saves time."""
+    import mnist1d
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    version = getattr(mnist1d, "__version__", "0")
+    path = _cache_dir() / f"mnist1d-{version}-{num_samples}.npz"
+    if path.is_file():
+        with np.load(path) as cached:
+            return dict(cached)
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    made = make_dataset(args)
+    arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+@functools.lru_cache(maxsize=4)
+def _load_mnist1d(num_samples: int, val_fraction: float) -> Dataset:
+    raw = _mnist1d_arrays(num_samples)
+    x = torch.as_tensor(np.asarray(raw["x"]), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(raw["y"]), dtype=torch.long)
+    train, val = _carve_validation(x, y, val_fraction)
+    test = Split(
+        torch.as_tensor(np.asarray(raw["x_test"]), dtype=torch.float32),
+        torch.as_tensor(np.asarray(raw["y_test"]), dtype=torch.long),
+    )
+    return Dataset(DATASETS["mnist1d"], train, val, test)
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion-MNIST
+
+
+def _parse_idx(content: bytes) -> np.ndarray:
+    """Decode an IDX file (LeCun's MNIST format): magic, dimension sizes, then uint8 data."""
+    if len(content) < 4 or content[:2] != b"\x00\x00" or content[2] != 0x08:
+        raise ValueError("not an unsigned-byte IDX file")
+    ndim = content[3]
+    dims = np.frombuffer(content, dtype=">u4", count=ndim, offset=4).astype(int)
+    offset = 4 + 4 * ndim
+    data = np.frombuffer(content, dtype=np.uint8, offset=offset)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"IDX header promises {tuple(dims)} values, file holds {data.size}")
+    return data.reshape(tuple(dims))
+
+
+def _fashion_file(stem: str, download: bool) -> bytes:
+    candidates = []
+    if _data_dir() is not None:
+        candidates += [_data_dir() / f"{stem}.gz", _data_dir() / stem]
+    candidates += [DEBIAN_FASHION_DIR / f"{stem}.gz", DEBIAN_FASHION_DIR / stem]
+    for path in candidates:
+        if path.is_file():
+            return _verified(path, _read_maybe_gzip(path), FASHION_SHA256[stem])
+    if not download:
+        raise DataUnavailableError(
+            f"Fashion-MNIST file {stem} not found: install the Debian package "
+            "dataset-fashion-mnist, or put the IDX files in $LAYERWISE_DATA, or allow download=True"
+        )
+    try:
+        path = _download(FASHION_URL + f"{stem}.gz", f"fashion-mnist-{stem}.gz")
+    except Exception as exc:  # network errors come in many types; one message says what to do
+        raise DataUnavailableError(
+            f"Fashion-MNIST file {stem} could not be downloaded ({type(exc).__name__}): install "
+            "the Debian package dataset-fashion-mnist, or put the IDX files in $LAYERWISE_DATA"
+        ) from exc
+    return _verified(path, _read_maybe_gzip(path), FASHION_SHA256[stem])
+
+
+@functools.lru_cache(maxsize=2)
+def _load_fashion_mnist(download: bool, val_fraction: float) -> Dataset:
+    def images(stem: str) -> torch.Tensor:
+        pixels = _parse_idx(_fashion_file(stem, download))
+        return torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(1)
+
+    def labels(stem: str) -> torch.Tensor:
+        return torch.from_numpy(_parse_idx(_fashion_file(stem, download)).astype(np.int64))
+
+    x, y = images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte")
+    x_test, y_test = images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte")
+    train, val = _carve_validation(x, y, val_fraction)
+    mean, std = train.x.mean(), train.x.std()  # statistics of the training split only
+
+    def norm(s: Split) -> Split:
+        return Split((s.x - mean) / std, s.y)
+
+    return Dataset(DATASETS["fashion_mnist"], norm(train), norm(val), norm(Split(x_test, y_test)))
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 (binary version: per record one label byte, then 3 x 32 x 32 pixel bytes)
+
+CIFAR10_RECORD = 1 + 3 * 32 * 32
+
+
+def _parse_cifar10_archive(archive: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    train_parts, test_part = [], None
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            base = Path(member.name).name
+            if not member.isfile() or not base.endswith(".bin"):
+                continue
+            content = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if len(content) % CIFAR10_RECORD:
+                raise ValueError(f"{member.name} in {archive} is not a CIFAR-10 binary batch")
+            records = np.frombuffer(content, dtype=np.uint8).reshape(-1, CIFAR10_RECORD)
+            if base.startswith("data_batch_"):
+                train_parts.append((base, records))
+            elif base == "test_batch.bin":
+                test_part = records
+    if not train_parts or test_part is None:
+        raise ValueError(f"{archive} holds no data_batch_*.bin and test_batch.bin files")
+    train = np.concatenate([r for _, r in sorted(train_parts, key=lambda p: p[0])])
+
+    def split(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return r[:, 1:].reshape(-1, 3, 32, 32), r[:, 0].astype(np.int64)
+
+    return (*split(train), *split(test_part))
+
+
+def _cifar10_from_archive(archive: Path, val_fraction: float) -> Dataset:
+    x, y, x_test, y_test = _parse_cifar10_archive(archive)
+
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32) / 255.0)
+
+    train, val = _carve_validation(to_tensor(x), torch.from_numpy(y), val_fraction)
+    mean = train.x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train.x.std(dim=(0, 2, 3), keepdim=True)
+
+    def norm(s: Split) -> Split:
+        return Split((s.x - mean) / std, s.y)
+
+    test = Split(to_tensor(x_test), torch.from_numpy(y_test))
+    return Dataset(DATASETS["cifar10"], norm(train), norm(val), norm(test))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cifar10(download: bool, val_fraction: float) -> Dataset:
+    cached = _cache_dir() / "cifar-10-binary.tar.gz"
+    if not cached.is_file() and not download:
+        raise DataUnavailableError(
+            f"CIFAR-10 is download-only and {cached} does not exist: allow download=True "
+            "(about 160 MB) or set $LAYERWISE_CACHE to a folder holding cifar-10-binary.tar.gz"
+        )
+    try:
+        archive = _download(CIFAR10_URL, "cifar-10-binary.tar.gz", known_hash=CIFAR10_MD5)
+    except ValueError:  # pooch's checksum mismatch: refuse the file, do not mask it
+        raise
+    except Exception as exc:
+        raise DataUnavailableError(
+            f"CIFAR-10 could not be downloaded from {CIFAR10_URL} ({type(exc).__name__}); "
+            "place cifar-10-binary.tar.gz in $LAYERWISE_CACHE"
+        ) from exc
+    return _cifar10_from_archive(archive, val_fraction)
+
+
+# --------------------------------------------------------------------------------------------
+# tiny-shakespeare
+
+
+def _shakespeare_text(download: bool) -> str:
+    local = _data_dir() / "tinyshakespeare.txt" if _data_dir() is not None else None
+    if local is not None and local.is_file():
+        return _verified(local, local.read_bytes(), SHAKESPEARE_SHA256).decode("utf-8")
+    if not download:
+        raise DataUnavailableError(
+            "tinyshakespeare.txt not found: set $LAYERWISE_DATA to a folder holding it "
+            "(e.g. ../shared/data) or allow download=True"
+        )
+    try:
+        path = _download(SHAKESPEARE_URL, "tinyshakespeare.txt")
+    except Exception as exc:
+        raise DataUnavailableError(
+            f"tiny-shakespeare could not be downloaded ({type(exc).__name__}): set "
+            "$LAYERWISE_DATA to a folder holding tinyshakespeare.txt"
+        ) from exc
+    return _verified(path, path.read_bytes(), SHAKESPEARE_SHA256).decode("utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_tinyshakespeare(download: bool) -> Dataset:
+    text = _shakespeare_text(download)
+    vocab = "".join(sorted(set(text)))
+    lookup = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int64)
+    lookup[[ord(c) for c in vocab]] = np.arange(len(vocab))
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    tokens = torch.from_numpy(lookup[codes])
+    n_train = int(len(tokens) * 0.9)  # nanoGPT's split: last 10% is held out
+    n_fit = n_train - n_train // 9  # last ninth of the training part is our validation split
+    spec_ = DatasetSpec("tinyshakespeare", "language", (), len(vocab))
+    return Dataset(
+        spec_,
+        TextSplit(tokens[:n_fit]),
+        TextSplit(tokens[n_fit:n_train]),
+        TextSplit(tokens[n_train:]),
+        vocab=vocab,
+    )

@@ -1,0 +1,342 @@
+"""Four model families -- dense, convolutional, recurrent, self-attention -- for every dataset.
+
+``build(name, dataset, **options)`` returns an ``nn.Module`` that maps a batch of the dataset's
+inputs to logits: ``(batch, classes)`` for classification, ``(batch, time, vocab)`` for a
+character language model (inputs are token ids of shape ``(batch, time)``).  Every model's
+output layer is the attribute ``head`` so that readout rules (muP, head-only rates) find it.
+
+Reference sizes: the MNIST-1D repository's ``MLPBase`` / ``ConvBase`` / ``GRUBase`` (Greydanus
+2020) and nanoGPT's CPU character configuration (4 layers, 4 heads, 128 wide, block 64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as _data
+from ._validate import check_choice, check_options, check_positive
+
+__all__ = ["MODELS", "build", "default_options"]
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+
+
+class Residual(nn.Module):
+    """``x + f(x)``: a skip connection around one sub-module."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.inner(x)
+
+
+class CausalConv1d(nn.Conv1d):
+    """A 1-D convolution padded on the left only, so position t sees inputs <= t."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.kernel_size[0] - 1, 0)))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (Vaswani et al. 2017).
+
+    ``scale`` multiplies ``q.k``: ``"sqrt"`` gives the usual ``1/sqrt(d_head)``, ``"inverse"``
+    gives muP's ``1/d_head`` (Yang et al. 2021, Tensor Programs V, section 6).
+    """
+
+    def __init__(self, width: int, heads: int, causal: bool, scale: str = "sqrt"):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        check_choice("attention scale", scale, ("sqrt", "inverse"))
+        self.heads, self.causal = heads, causal
+        head_dim = width // heads
+        self.scale = head_dim**-0.5 if scale == "sqrt" else 1.0 / head_dim
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, w = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(b, t, w))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))`` (GPT-2 layout)."""
+
+    def __init__(self, width: int, heads: int, causal: bool, attn_scale: str = "sqrt"):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = SelfAttention(width, heads, causal, attn_scale)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+# --------------------------------------------------------------------------------------------
+# the four families
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network; for text, a fixed-context character model (Bengio 2003)."""
+
+    def __init__(self, spec: _data.DatasetSpec, width: int, depth: int, context: int, embed: int):
+        super().__init__()
+        self.language = spec.task == "language"
+        if self.language:
+            self.embed = nn.Embedding(spec.num_classes, embed)
+            self.context = context
+            fan_in = context * embed
+        else:
+            fan_in = math.prod(spec.input_shape)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(fan_in if i == 0 else width, width), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width if depth else fan_in, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.language:
+            return self.head(self.body(x.flatten(1)))
+        e = self.embed(x)  # (b, t, embed); position t sees the `context` tokens up to t
+        e = F.pad(e, (0, 0, self.context - 1, 0))
+        windows = e.unfold(1, self.context, 1)  # (b, t, embed, context)
+        return self.head(self.body(windows.transpose(2, 3).flatten(2)))
+
+
+class CNN(nn.Module):
+    """Convolutional network: Conv1d stack for MNIST-1D (ConvBase), Conv2d + pooling for images,
+    a causal Conv1d stack over embeddings for text."""
+
+    def __init__(self, spec: _data.DatasetSpec, width: int, depth: int, hidden: int, embed: int):
+        super().__init__()
+        self.task = spec.task
+        layers: list[nn.Module] = []
+        if spec.task == "language":
+            self.embed = nn.Embedding(spec.num_classes, embed)
+            channels = embed
+            for _ in range(depth):
+                layers += [CausalConv1d(channels, width, 5), nn.ReLU()]
+                channels = width
+            self.body = nn.Sequential(*layers)
+            self.head = nn.Linear(channels, spec.num_classes)
+            return
+        if len(spec.input_shape) == 1:  # MNIST-1D: strided Conv1d, as ConvBase
+            length, channels = spec.input_shape[0], 1
+            for i in range(depth):
+                kernel = 5 if i == 0 else 3
+                layers += [nn.Conv1d(channels, width, kernel, stride=2, padding=1), nn.ReLU()]
+                length = (length + 2 - kernel) // 2 + 1
+                channels = width
+            flat = channels * length
+        else:  # images: 3x3 conv + ReLU + 2x2 max-pool per layer
+            channels, size = spec.input_shape[0], spec.input_shape[1]
+            for i in range(depth):
+                out = width * 2**i
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                channels, size = out, size // 2
+            flat = channels * size * size
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        if hidden:
+            self.body.append(nn.Linear(flat, hidden))
+            self.body.append(nn.ReLU())
+            flat = hidden
+        self.head = nn.Linear(flat, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task == "language":
+            h = self.body(self.embed(x).transpose(1, 2)).transpose(1, 2)
+            return self.head(h)
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        return self.head(self.body(x))
+
+
+class Recurrent(nn.Module):
+    """GRU or LSTM.  Classification reads the sequence (MNIST-1D one value per step, images one
+    row per step; bidirectional as GRUBase) and classifies the final states; text predicts the
+    next character at every step (unidirectional)."""
+
+    def __init__(
+        self, spec: _data.DatasetSpec, cell: str, width: int, depth: int, embed: int, bidir: bool
+    ):
+        super().__init__()
+        self.language = spec.task == "language"
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        if self.language:
+            self.embed = nn.Embedding(spec.num_classes, embed)
+            features, bidir = embed, False
+        else:
+            shape = spec.input_shape
+            features = 1 if len(shape) == 1 else shape[0] * shape[2]
+        self.rnn = rnn(features, width, num_layers=depth, batch_first=True, bidirectional=bidir)
+        self.head = nn.Linear(width * (2 if bidir else 1), spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.language:
+            out, _ = self.rnn(self.embed(x))
+            return self.head(out)
+        seq = x.unsqueeze(-1) if x.dim() == 2 else x.permute(0, 2, 1, 3).flatten(2)
+        out, _ = self.rnn(seq)
+        if self.rnn.bidirectional:
+            half = out.shape[-1] // 2
+            last = torch.cat([out[:, -1, :half], out[:, 0, half:]], dim=-1)
+        else:
+            last = out[:, -1]
+        return self.head(last)
+
+
+class Transformer(nn.Module):
+    """Pre-norm transformer.  Text: a causal character model in nanoGPT's layout (token and
+    position embeddings, blocks, final LayerNorm, head tied to the token embedding).  MNIST-1D and
+    images: a patch encoder (ViT-style, Dosovitskiy et al. 2021) with mean pooling."""
+
+    def __init__(
+        self,
+        spec: _data.DatasetSpec,
+        width: int,
+        depth: int,
+        heads: int,
+        patch: int,
+        block: int,
+        tie: bool,
+        attn_scale: str,
+    ):
+        super().__init__()
+        self.language = spec.task == "language"
+        if self.language:
+            self.embed = nn.Embedding(spec.num_classes, width)
+            tokens = block
+        elif len(spec.input_shape) == 1:
+            length = spec.input_shape[0]
+            if length % patch:
+                raise ValueError(f"patch {patch} does not divide the sequence length {length}")
+            self.embed = nn.Linear(patch, width)
+            tokens = length // patch
+        else:
+            c, h, w = spec.input_shape
+            if h % patch or w % patch:
+                raise ValueError(f"patch {patch} does not divide the image size {h}x{w}")
+            self.embed = nn.Linear(c * patch * patch, width)
+            tokens = (h // patch) * (w // patch)
+        self.patch = patch
+        self.pos = nn.Parameter(torch.zeros(1, tokens, width))
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads, self.language, attn_scale) for _ in range(depth)
+        )
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, spec.num_classes, bias=not (self.language and tie))
+        if self.language and tie:
+            self.head.weight = self.embed.weight
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        if self.language:
+            return self.embed(x)
+        if x.dim() == 2:  # (b, length) -> (b, length / patch, patch)
+            return self.embed(x.unflatten(1, (-1, self.patch)))
+        p = self.patch  # (b, c, h, w) -> (b, patches, c * p * p)
+        patches = x.unfold(2, p, p).unfold(3, p, p)  # (b, c, h/p, w/p, p, p)
+        return self.embed(patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._tokens(x)
+        h = h + self.pos[:, : h.shape[1]]
+        for block in self.blocks:
+            h = block(h)
+        h = self.ln_f(h)
+        return self.head(h if self.language else h.mean(dim=1))
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+
+_DEFAULTS: dict[str, dict[str, dict]] = {
+    # per family: dataset name -> default options ("*" for any dataset without its own entry)
+    "mlp": {
+        "mnist1d": {"width": 256, "depth": 2},  # the MNIST-1D repository's train.py setting
+        "fashion_mnist": {"width": 256, "depth": 2},
+        "cifar10": {"width": 512, "depth": 3},
+        "tinyshakespeare": {"width": 256, "depth": 2, "context": 8, "embed": 32},
+    },
+    "cnn": {
+        "mnist1d": {"width": 25, "depth": 3, "hidden": 0},
+        "fashion_mnist": {"width": 16, "depth": 2, "hidden": 128},
+        "cifar10": {"width": 32, "depth": 3, "hidden": 256},
+        "tinyshakespeare": {"width": 128, "depth": 4, "embed": 64},
+    },
+    "gru": {
+        "mnist1d": {"width": 6, "depth": 1, "bidirectional": True},
+        "fashion_mnist": {"width": 128, "depth": 1, "bidirectional": True},
+        "cifar10": {"width": 128, "depth": 1, "bidirectional": True},
+        "tinyshakespeare": {"width": 256, "depth": 1, "embed": 64},
+    },
+    "transformer": {
+        "mnist1d": {"width": 64, "depth": 2, "heads": 4, "patch": 4},
+        "fashion_mnist": {"width": 64, "depth": 2, "heads": 4, "patch": 7},
+        "cifar10": {"width": 128, "depth": 4, "heads": 4, "patch": 4},
+        "tinyshakespeare": {"width": 128, "depth": 4, "heads": 4, "block": 64, "tie": True},
+    },
+}
+_DEFAULTS["lstm"] = _DEFAULTS["gru"]
+_COMMON = {"transformer": {"attn_scale": "sqrt", "patch": 4, "block": 64, "tie": True}}
+
+MODELS: tuple[str, ...] = tuple(_DEFAULTS)
+
+
+def default_options(name: str, dataset: str) -> dict:
+    """The options ``build`` uses for a family on a dataset when none are given."""
+    check_choice("model", name, MODELS)
+    check_choice("dataset", dataset, _data.DATASETS)
+    return {**_COMMON.get(name, {}), **_DEFAULTS[name][dataset]}
+
+
+def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options) -> nn.Module:
+    """Build a model of family ``name`` for ``dataset`` (a name, a loaded dataset or a spec).
+
+    Options (all families): ``width``, ``depth``; ``cnn``: ``hidden`` (dense layer before the
+    head, 0 for none), ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``embed`` (text);
+    ``mlp``: ``context``, ``embed`` (text); ``transformer``: ``heads``, ``patch`` (patch length or
+    side), ``block`` (text context), ``tie`` (tie head to the token embedding), ``attn_scale``
+    (``"sqrt"`` or muP's ``"inverse"``).  Missing options take ``default_options(name, dataset)``.
+    """
+    check_choice("model", name, MODELS)
+    if isinstance(dataset, _data.Dataset):
+        spec = dataset.spec
+    elif isinstance(dataset, _data.DatasetSpec):
+        spec = dataset
+    else:
+        spec = _data.spec(dataset)
+    defaults = default_options(name, spec.name)
+    valid = set(defaults) | {"embed"} if name != "transformer" else set(defaults)
+    check_options(f"{name} model", options, valid)
+    o = {**defaults, **options}
+    for key in ("width", "depth", "heads", "patch", "block", "context", "embed"):
+        if key in o and key != "depth":
+            check_positive(key, o[key])
+    if o.get("depth", 1) < 0 or (name != "mlp" and o["depth"] < 1):
+        raise ValueError(f"depth must be >= 1 for {name} (>= 0 for mlp), got {o['depth']!r}")
+    embed = o.get("embed", 64)
+    if name == "mlp":
+        return MLP(spec, o["width"], o["depth"], o.get("context", 8), embed)
+    if name == "cnn":
+        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed)
+    if name in ("gru", "lstm"):
+        return Recurrent(spec, name, o["width"], o["depth"], embed, o.get("bidirectional", False))
+    return Transformer(
+        spec, o["width"], o["depth"], o["heads"], o["patch"], o["block"], o["tie"], o["attn_scale"]
+    )

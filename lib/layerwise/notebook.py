@@ -1,0 +1,80 @@
+"""What every study notebook needs: its profile, store, figure folder and wall time.
+
+``study = start("01_baselines", profile)`` picks the run store and the figure folder:
+
+* ``profile="full"`` (the study itself): ``results/`` and ``figures/<notebook>/`` of the project
+  (``$LAYERWISE_RESULTS`` / ``$LAYERWISE_FIGURES`` override them);
+* ``profile="smoke"`` (seconds, for checks): a fresh temporary store and figure folder unless
+  those variables are set, so a smoke run never touches the committed results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ._validate import check_choice
+from .store import Store
+
+__all__ = ["PROFILES", "Study", "project_root", "start"]
+
+PROFILES = ("full", "smoke")
+
+
+def project_root(start_dir: str | os.PathLike | None = None) -> Path:
+    """The nearest folder at or above ``start_dir`` (default: cwd) holding ``pyproject.toml`` and
+    ``notebooks/``; the current directory when there is none."""
+    here = Path(start_dir or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+@dataclasses.dataclass
+class Study:
+    """A notebook's context: name, profile, run store, figure folder and start time."""
+
+    name: str
+    profile: str
+    store: Store
+    figures: Path
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    def savefig(self, fig, stem: str) -> Path:
+        """Save ``fig`` as ``<figures>/<stem>.png`` (for reading) and ``.pdf`` (for papers)."""
+        self.figures.mkdir(parents=True, exist_ok=True)
+        png = self.figures / f"{stem}.png"
+        fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(
+            self.figures / f"{stem}.pdf",
+            bbox_inches="tight",
+            metadata={"Creator": None, "Producer": None, "CreationDate": None},
+        )
+        return png
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def start(name: str, profile: str = "full") -> Study:
+    """Context for notebook ``name`` in ``profile`` (``"full"`` or ``"smoke"``)."""
+    check_choice("profile", profile, PROFILES)
+    root = project_root()
+    results = os.environ.get("LAYERWISE_RESULTS")
+    figures = os.environ.get("LAYERWISE_FIGURES")
+    if profile == "smoke":
+        scratch = Path(tempfile.mkdtemp(prefix=f"layerwise-{name}-smoke-"))
+        store = Store(results or scratch / "results")
+        figure_dir = Path(figures or scratch / "figures") / name
+    else:
+        store = Store(results or root / "results")
+        figure_dir = Path(figures or root / "figures") / name
+    return Study(name, profile, store, figure_dir)

@@ -1,0 +1,131 @@
+"""The project's testbeds: a model on a dataset with a training budget and, where one exists,
+the published number it should match (``literature.md`` section 13).
+
+Every study builds its arms from these base configs, so a baseline checked in
+``01_baselines`` is the same model and budget that later studies change one thing in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._validate import check_choice
+from .config import RunConfig
+
+__all__ = ["TESTBEDS", "Testbed", "testbed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Testbed:
+    """A base config (its ``lr`` is a placeholder the tuner replaces) and its reference."""
+
+    name: str
+    config: RunConfig
+    metric: str  # "acc" or "loss"
+    published: float | None
+    tolerance: float | None
+    source: str
+
+
+def _adamw(**fields) -> RunConfig:
+    return RunConfig(lr=1e-3, optimizer="adamw", **fields)
+
+
+_MNIST1D = dict(
+    dataset="mnist1d", batch_size=100, eval_every=500, optimizer_options={"weight_decay": 0.0}
+)
+_FASHION = dict(
+    dataset="fashion_mnist", batch_size=128, eval_every=422, optimizer_options={"weight_decay": 0.0}
+)
+
+TESTBEDS: dict[str, Testbed] = {
+    t.name: t
+    for t in [
+        # MNIST-1D (Greydanus 2020): reference training is Adam, batch 100, 8000 steps.
+        Testbed(
+            "mnist1d/mlp",
+            _adamw(model="mlp", steps=8000, **_MNIST1D),
+            "acc",
+            0.68,
+            0.02,
+            "MNIST-1D README: MLP 68%",
+        ),
+        Testbed(
+            "mnist1d/cnn",
+            _adamw(model="cnn", steps=8000, **_MNIST1D),
+            "acc",
+            0.94,
+            0.02,
+            "MNIST-1D README: CNN 94%",
+        ),
+        Testbed(
+            "mnist1d/gru",
+            _adamw(model="gru", steps=8000, **_MNIST1D),
+            "acc",
+            0.91,
+            0.02,
+            "MNIST-1D README: GRU 91%",
+        ),
+        Testbed(
+            "mnist1d/transformer",
+            _adamw(model="transformer", steps=4000, **_MNIST1D),
+            "acc",
+            None,
+            None,
+            "no published reference",
+        ),
+        # Fashion-MNIST (Xiao et al. 2017).
+        Testbed(
+            "fashion_mnist/mlp",
+            _adamw(model="mlp", epochs=10, **_FASHION),
+            "acc",
+            0.883,
+            0.02,
+            "Fashion-MNIST README: MLP 256-128-100, 0.8833",
+        ),
+        Testbed(
+            "fashion_mnist/cnn",
+            _adamw(model="cnn", epochs=5, **_FASHION),
+            "acc",
+            0.925,
+            0.02,
+            "Fashion-MNIST README: 2 conv layers, <100K parameters, 0.925",
+        ),
+        # tiny-shakespeare: nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, block 64,
+        # batch 12, 2000 iterations, warmup 100 then cosine to lr/10, AdamW beta2 0.99, wd 0.1).
+        Testbed(
+            "tinyshakespeare/transformer",
+            RunConfig(
+                dataset="tinyshakespeare",
+                model="transformer",
+                lr=1e-3,
+                batch_size=12,
+                block=64,
+                steps=2000,
+                eval_every=250,
+                optimizer="adamw",
+                optimizer_options={"weight_decay": 0.1, "betas": [0.9, 0.99]},
+                schedule="cosine",
+                schedule_options={"warmup": 100, "final": 0.1},
+            ),
+            "loss",
+            1.88,
+            0.05,
+            "nanoGPT README, CPU config: validation loss 1.88 nats",
+        ),
+    ]
+}
+
+# The smoke profile keeps every testbed's shape but trains for seconds.
+SMOKE_STEPS = 20
+
+
+def testbed(name: str, profile: str = "full") -> Testbed:
+    """Testbed ``name``; ``profile="smoke"`` shrinks its budget to ``SMOKE_STEPS`` steps."""
+    check_choice("testbed", name, TESTBEDS)
+    check_choice("profile", profile, ("full", "smoke"))
+    bed = TESTBEDS[name]
+    if profile == "smoke":
+        small = bed.config.replace(steps=SMOKE_STEPS, epochs=None, eval_every=SMOKE_STEPS // 2)
+        bed = dataclasses.replace(bed, config=small)
+    return bed

@@ -1,0 +1,238 @@
+"""One training run: ``run(config) -> record``.
+
+The record is a JSON-serialisable dict: the config, metric curves, final validation and test
+metrics, status (``"ok"`` or ``"diverged"`` with the step), wall time and environment.  A run
+that diverges -- a non-finite training loss, or one above ``diverge_factor`` times the first --
+stops early and is recorded, never raised: a diverged learning rate is a result.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data, models, optim, schedules
+from .config import FORMAT_VERSION, RunConfig
+
+__all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch"]
+
+EVAL_BATCH = 2048  # examples (or text windows) per forward pass when evaluating
+CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
+
+
+def steps_per_epoch(config: RunConfig, dataset: data.Dataset) -> int:
+    """Optimizer steps in one pass over the training split (text: characters / tokens per step)."""
+    per_step = config.batch_size * (config.block if dataset.spec.task == "language" else 1)
+    return max(1, len(dataset.train) // per_step)
+
+
+def total_steps(config: RunConfig, dataset: data.Dataset) -> int:
+    if config.steps is not None:
+        return int(config.steps)
+    return max(1, round(float(config.epochs) * steps_per_epoch(config, dataset)))
+
+
+# --------------------------------------------------------------------------------------------
+# batches
+
+
+def _classification_batches(
+    split: data.Split, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled mini-batches, a fresh permutation per epoch; a short last batch is dropped."""
+    n = len(split)
+    batch_size = min(batch_size, n)
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            yield split.x[idx], split.y[idx]
+
+
+def _text_batches(
+    split: data.TextSplit, batch_size: int, block: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches of random windows (nanoGPT's sampling): inputs and next characters."""
+    offsets = torch.arange(block + 1)
+    while True:
+        starts = torch.randint(len(split) - block - 1, (batch_size,), generator=generator)
+        window = split.tokens[starts[:, None] + offsets]
+        yield window[:, :-1], window[:, 1:]
+
+
+def _text_windows(split: data.TextSplit, block: int, limit: int | None) -> data.Split:
+    """Non-overlapping evaluation windows, evenly spread when ``limit`` caps their number."""
+    n = (len(split) - 1) // block
+    starts = torch.arange(n) * block
+    if limit is not None and n > limit:
+        starts = starts[torch.linspace(0, n - 1, limit).long()]
+    offsets = torch.arange(block + 1)
+    window = split.tokens[starts[:, None] + offsets]
+    return data.Split(window[:, :-1], window[:, 1:])
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction=reduction)
+
+
+def evaluate(model: nn.Module, split: data.Split) -> dict[str, float]:
+    """Mean cross-entropy (nats) and accuracy over a split, in large batches, no autograd."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    with torch.inference_mode():
+        for start in range(0, len(split), EVAL_BATCH):
+            x, y = split.x[start : start + EVAL_BATCH], split.y[start : start + EVAL_BATCH]
+            logits = model(x)
+            total_loss += _loss(logits, y, "sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            count += y.numel()
+    model.train(was_training)
+    return {"loss": total_loss / count, "acc": correct / count}
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def _param_groups(model: nn.Module, config: RunConfig, example: torch.Tensor) -> list[Any]:
+    if config.rule is None:
+        return [p for p in model.parameters() if p.requires_grad]
+    from . import groups  # the per-layer toolkit is only needed for per-layer rules
+
+    return groups.param_groups(
+        model,
+        config.lr,
+        groups.rule_from_spec(dict(config.rule)),
+        example_input=example,
+        weight_decay=config.optimizer_options.get("weight_decay", 0.0),
+    )
+
+
+def _environment(threads: int) -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "device": "cpu",
+        "machine": platform.machine(),
+    }
+
+
+def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | None = None) -> dict:
+    """Train one model as ``config`` says and return its record (see the module docstring).
+
+    Deterministic for a given seed on one machine and thread count.  ``dataset`` may pass an
+    already loaded dataset (it must be ``config.dataset``); ``progress`` shows a tqdm bar.
+    """
+    start_time = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    if dataset is None:
+        dataset = data.load(config.dataset, **config.data_options)
+    elif dataset.name != config.dataset:
+        raise ValueError(f"dataset {dataset.name!r} passed for a {config.dataset!r} config")
+    language = dataset.spec.task == "language"
+
+    torch.manual_seed(config.seed)
+    model = models.build(config.model, dataset.spec, **config.model_options)
+    batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
+    if language:
+        batches = _text_batches(dataset.train, config.batch_size, config.block, batch_rng)
+        val_curve = _text_windows(dataset.val, config.block, CURVE_EVAL_WINDOWS)
+        val_full = _text_windows(dataset.val, config.block, None)
+        test_full = _text_windows(dataset.test, config.block, None)
+    else:
+        batches = _classification_batches(dataset.train, config.batch_size, batch_rng)
+        val_curve = val_full = dataset.val
+        test_full = dataset.test
+
+    options = {k: v for k, v in config.optimizer_options.items()}
+    if config.rule is not None:
+        options.pop("weight_decay", None)  # carried by each param group
+    optimizer = optim.build(
+        config.optimizer, _param_groups(model, config, val_curve.x[:2]), config.lr, **options
+    )
+    n_steps = total_steps(config, dataset)
+    scheduler = schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
+    monitor = None
+    if config.monitor_every:
+        from .probes import Monitor
+
+        monitor = Monitor(model, optimizer, every=config.monitor_every)
+
+    curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
+    status, diverged_at, first_loss = "ok", None, None
+    window_sum, window_n, step = 0.0, 0, 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc=f"{config.model}/{config.dataset}", leave=False)
+    model.train()
+    for step in range(1, n_steps + 1):
+        x, y = next(batches)
+        loss = _loss(model(x), y)
+        value = loss.item()
+        first_loss = value if first_loss is None else first_loss
+        if not math.isfinite(value) or value > config.diverge_factor * first_loss:
+            status, diverged_at = "diverged", step
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if monitor is not None:
+            monitor.before_step(step)
+        optimizer.step()
+        if monitor is not None:
+            monitor.after_step(step)
+        scheduler.step()
+        window_sum, window_n = window_sum + value, window_n + 1
+        if bar is not None:
+            bar.update()
+        if step % config.eval_every == 0 or step == n_steps:
+            metrics = evaluate(model, val_curve)
+            curves["step"].append(step)
+            curves["train_loss"].append(window_sum / window_n)
+            curves["val_loss"].append(metrics["loss"])
+            curves["val_acc"].append(metrics["acc"])
+            window_sum, window_n = 0.0, 0
+    if bar is not None:
+        bar.close()
+
+    final: dict[str, float | None]
+    if status == "ok":
+        val, test = evaluate(model, val_full), evaluate(model, test_full)
+        final = {
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "test_loss": test["loss"],
+            "test_acc": test["acc"],
+        }
+    else:
+        final = dict.fromkeys(("val_loss", "val_acc", "test_loss", "test_acc"))
+    record = {
+        "format": FORMAT_VERSION,
+        "key": config.key(),
+        "config": config.to_dict(),
+        "status": status,
+        "diverged_at": diverged_at,
+        "steps": n_steps,
+        "steps_done": step if status == "ok" else diverged_at - 1,
+        "curves": curves,
+        "final": final,
+        "wall_time_s": time.perf_counter() - start_time,
+        "env": _environment(config.threads),
+    }
+    if monitor is not None:
+        record["layers"] = monitor.to_record()
+    return record

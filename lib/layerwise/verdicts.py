@@ -1,0 +1,69 @@
+"""Verdicts computed from results: is a published number reproduced within its tolerance?"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+from .testbeds import Testbed
+
+__all__ = ["baseline_table", "baseline_verdict", "format_ci"]
+
+
+def baseline_verdict(
+    mean: float, published: float, tolerance: float, larger_is_better: bool, tuned: bool = True
+) -> str:
+    """``"reproduced"`` when ours is no worse than ``published`` by more than ``tolerance``
+    (being better is fine), ``"not reproduced"`` otherwise, ``"not tuned"`` when the best rate
+    sat on the edge of its grid, ``"no result"`` when every run failed.
+
+    Worse means lower for accuracy (``larger_is_better``) and higher for a loss.
+    """
+    if not tuned:
+        return "not tuned"
+    if not math.isfinite(mean):
+        return "no result"
+    shortfall = (published - mean) if larger_is_better else (mean - published)
+    return "reproduced" if shortfall <= tolerance else "not reproduced"
+
+
+def format_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.912 [0.905, 0.918]"``; the interval is omitted when it is undefined (one seed)."""
+    if not math.isfinite(mean):
+        return "n/a"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def baseline_table(summary: pd.DataFrame, testbeds: Mapping[str, Testbed]) -> pd.DataFrame:
+    """One row per testbed: published number, ours (test mean with 95% CI), chosen rate, verdict.
+
+    ``summary`` is ``TuningResult.summary`` (one or several concatenated); its ``arm`` column
+    names the testbed.
+    """
+    rows = []
+    for _, s in summary.iterrows():
+        bed = testbeds[s["arm"]]
+        col = f"test_{bed.metric}"
+        mean, low, high = s[f"{col}_mean"], s[f"{col}_ci_low"], s[f"{col}_ci_high"]
+        larger = bed.metric == "acc"
+        if bed.published is None:
+            verdict = "no reference" if s["interior"] else "not tuned"
+        else:
+            verdict = baseline_verdict(mean, bed.published, bed.tolerance, larger, s["interior"])
+        rows.append(
+            {
+                "testbed": bed.name,
+                "metric": col,
+                "published": "-" if bed.published is None else f"{bed.published:g}",
+                "tolerance": "-" if bed.tolerance is None else f"{bed.tolerance:g}",
+                "ours (95% CI)": format_ci(mean, low, high),
+                "seeds": f"{int(s['seeds']) - int(s['failures'])}/{int(s['seeds'])}",
+                "best lr": f"{s['best_lr']:.3g}",
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
