@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 
@@ -30,3 +32,33 @@ def check_options(what: str, given: Iterable[str], valid: Iterable[str]) -> None
         raise ValueError(
             f"unknown {what} option(s) {', '.join(map(repr, unknown))}; valid: {listed}"
         )
+
+
+def check_int(what: str, value: int, minimum: int) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``; otherwise raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(
+    what: str,
+    value: float,
+    low: float,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """Return ``value`` if it is a real number between ``low`` and ``high`` (each end included
+    unless ``open_low`` / ``open_high``); otherwise raise ``ValueError``."""
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    ok = ok and (low < value if open_low else low <= value)
+    ok = ok and (value < high if open_high else value <= high)
+    if not ok:
+        if high == math.inf:
+            bound = f"{'>' if open_low else '>='} {low:g}"
+        else:
+            bound = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ValueError(f"{what} must be a number {bound}, got {value!r}")
+    return value

@@ -25,31 +25,18 @@ from collections.abc import Callable
 
 import torch
 
-from ._validate import check_choice, check_options, check_positive
+from ._validate import check_choice, check_int, check_number, check_options, check_positive
 
 __all__ = ["SCHEDULES", "build", "multiplier"]
 
 Multiplier = Callable[[int], float]
 
 
-def _check_steps(what: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_between(what: str, value: float, low: float, high: float) -> float:
-    """``value`` if it is a number with ``low < value < high``, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
-        raise ValueError(f"{what} must be a number in ({low:g}, {high:g}), got {value!r}")
-    return value
-
-
 def _warmup_then(total_steps: int, warmup: int, decay: Callable[[float], float]) -> Multiplier:
     """``(step + 1) / warmup`` for the first ``warmup`` steps (Goyal et al. 2017, "Accurate,
     Large Minibatch SGD", arXiv:1706.02677), then ``decay(p)`` with
     ``p = min(1, (step - warmup) / (T - warmup))``."""
-    _check_steps("warmup", warmup, 0)
+    check_int("warmup", warmup, 0)
 
     def m(step: int) -> float:
         if step < warmup:
@@ -67,8 +54,7 @@ def _constant(total_steps: int, warmup: int = 0) -> Multiplier:
 def _cosine(total_steps: int, warmup: int = 0, final: float = 0.0) -> Multiplier:
     """Linear warmup, then cosine decay to ``final`` (Loshchilov & Hutter 2017, SGDR,
     arXiv:1608.03983): ``m = final + (1 - final) * (1 + cos(pi * p)) / 2``."""
-    if isinstance(final, bool) or not isinstance(final, (int, float)) or not 0 <= final <= 1:
-        raise ValueError(f"final must be a number in [0, 1], got {final!r}")
+    check_number("final", final, 0, 1)
     return _warmup_then(
         total_steps, warmup, lambda p: final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * p))
     )
@@ -89,7 +75,7 @@ def _noam(total_steps: int, warmup: int = 4000) -> Multiplier:
     model width ``d`` only scales the peak, so it is not an option: set the peak with the
     groups' ``lr`` (the paper's peak is ``d^-0.5 * w^-0.5``).  ``total_steps`` is not used.
     """
-    _check_steps("warmup", warmup, 1)
+    check_int("warmup", warmup, 1)
     return lambda step: min(math.sqrt(warmup / (step + 1)), (step + 1) / warmup)
 
 
@@ -104,9 +90,8 @@ def _slanted_triangular(total_steps: int, cut_frac: float = 0.1, ratio: float = 
     with ``t = step``: a rise from ``1/ratio`` to 1 over the first ``cut`` steps and a linear
     fall back to ``1/ratio`` at ``t = T`` (held there after ``T``).
     """
-    _check_between("cut_frac", cut_frac, 0.0, 1.0)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
-        raise ValueError(f"ratio must be a number >= 1, got {ratio!r}")
+    check_number("cut_frac", cut_frac, 0, 1, open_low=True, open_high=True)
+    check_number("ratio", ratio, 1)
     cut = math.floor(total_steps * cut_frac)
     if cut < 1:
         raise ValueError(f"total_steps * cut_frac must be >= 1, got {total_steps} * {cut_frac}")
@@ -135,7 +120,7 @@ def _one_cycle(
     (without momentum cycling), but as a multiplier of each group's own peak, so per-layer
     ratios are kept.
     """
-    _check_between("pct_start", pct_start, 0.0, 1.0)
+    check_number("pct_start", pct_start, 0, 1, open_low=True, open_high=True)
     check_positive("div_factor", div_factor)
     check_positive("final_div_factor", final_div_factor)
     check_choice("one_cycle anneal", anneal, ("cos", "linear"))
@@ -178,7 +163,7 @@ def multiplier(name: str, total_steps: int, **options) -> Multiplier:
     """
     factory = SCHEDULES[check_choice("schedule", name, SCHEDULES)]
     check_options(f"{name} schedule", options, list(inspect.signature(factory).parameters)[1:])
-    _check_steps("total_steps", total_steps, 1)
+    check_int("total_steps", total_steps, 1)
     return factory(total_steps, **options)
 
 

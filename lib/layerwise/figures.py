@@ -1,0 +1,150 @@
+"""Batch execution of the study notebooks with papermill (``python -m layerwise figures``).
+
+Each notebook runs in place (outputs are committed), reading its runs from the store and
+writing ``figures/<notebook>/``.  Afterwards papermill's timing metadata is stripped so that
+re-running an unchanged study leaves a quiet diff.  A summary names every notebook that failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._validate import check_choice
+from .notebook import project_root
+
+__all__ = [
+    "NotebookOutcome",
+    "available",
+    "clean_metadata",
+    "readme_verdicts",
+    "run_notebooks",
+    "update_readme",
+    "verdict_text",
+]
+
+VERDICTS_START = "<!-- verdicts:start (written by `python -m layerwise figures`) -->"
+VERDICTS_END = "<!-- verdicts:end -->"
+
+
+@dataclasses.dataclass
+class NotebookOutcome:
+    name: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def available(root: Path | None = None) -> dict[str, Path]:
+    """Study notebooks by name (``NN_name``), in order."""
+    folder = (root or project_root()) / "notebooks"
+    return {p.stem: p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def clean_metadata(nb: Any) -> Any:
+    """Drop papermill's and nbclient's per-execution metadata (timings, paths, status)."""
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    return nb
+
+
+def _check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+    import papermill
+
+    declared = {p["name"] for p in papermill.inspect_notebook(str(path)).values()}
+    for name in parameters:
+        check_choice(f"parameter of {path.stem}", name, declared)
+
+
+def run_notebooks(
+    names: Sequence[str] | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    fresh: bool = False,
+    root: Path | None = None,
+    progress: bool = True,
+) -> list[NotebookOutcome]:
+    """Execute notebooks in place (all when ``names`` is empty) and return their outcomes.
+
+    ``fresh`` discards each notebook's stored runs (``results/<notebook>/``) first, so every
+    number is retrained.  Unknown notebook or parameter names raise before anything runs.
+    """
+    import nbformat
+    import papermill
+
+    root = root or project_root()
+    notebooks = available(root)
+    chosen = [Path(n).stem for n in names] if names else list(notebooks)
+    for name in chosen:
+        check_choice("notebook", name, notebooks)
+    parameters = dict(parameters or {})
+    for name in chosen:
+        _check_parameters(notebooks[name], parameters)
+
+    outcomes = []
+    for name in chosen:
+        path = notebooks[name]
+        if fresh:
+            shutil.rmtree(root / "results" / name, ignore_errors=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(path),
+                parameters=parameters,
+                cwd=str(path.parent),
+                progress_bar=progress,
+            )
+            outcome = NotebookOutcome(name, True, time.perf_counter() - started)
+        except Exception as exc:  # report every failure in the summary, keep going
+            outcome = NotebookOutcome(name, False, time.perf_counter() - started, _first_line(exc))
+        nb = nbformat.read(path, as_version=4)
+        nbformat.write(clean_metadata(nb), path)
+        outcomes.append(outcome)
+    update_readme(root)
+    return outcomes
+
+
+def verdict_text(path: Path) -> str:
+    """The printed output of a notebook's verdict cell (the one marked NBVAL_CHECK_OUTPUT)."""
+    import nbformat
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
+            return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+    return ""
+
+
+def readme_verdicts(root: Path) -> str:
+    """The README's verdict section, rebuilt from the executed notebooks' verdict cells."""
+    parts = [VERDICTS_START]
+    for name, path in available(root).items():
+        text = verdict_text(path).rstrip()
+        if text:
+            parts += [f"**{name}** ([notebook](notebooks/{path.name}))", "", "```", text, "```", ""]
+    parts.append(VERDICTS_END)
+    return "\n".join(parts)
+
+
+def update_readme(root: Path) -> None:
+    """Replace the README's verdict section (between the markers) with ``readme_verdicts``."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return
+    text = readme.read_text()
+    if VERDICTS_START not in text or VERDICTS_END not in text:
+        return
+    head, rest = text.split(VERDICTS_START, 1)
+    tail = rest.split(VERDICTS_END, 1)[1]
+    readme.write_text(head + readme_verdicts(root) + tail)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]

@@ -1,0 +1,164 @@
+"""FreezeOut: anneal each layer's rate to zero at its own time, then freeze it.
+
+Brock, Lim, Ritchie & Weston 2017, "FreezeOut: Accelerate Training by Progressively Freezing
+Layers", arXiv:1706.04983.  With ``L`` layers (the distinct ``depth`` values of the optimizer's
+groups, 0 = nearest the input), layer ``i`` stops at the fraction of training ``t_i``::
+
+    t_i = (t_0^(1/k) + (1 - t_0^(1/k)) * i / (L - 1))^k,   k = 1 (linear), 2, 3 (cubic)
+
+so the first layer stops at ``t_0`` and the last at 1 (a single layer stops at 1).  Note that
+the paper's code cubes its ``t_0`` (its default 0.8 stops the first layer at 0.512); here
+``t_0`` is the first layer's actual stop.  Until then the group's rate is cosine-annealed::
+
+    lr_i(t) = lr_i(0) * (1 + cos(pi * t / t_i)) / 2,   t = step / total_steps
+
+(the paper's README notes the missing factor 1/2 in its equation), with ``lr_i(0)`` the group's
+rate when FreezeOut was created, divided by ``t_i`` if ``scaled`` (the paper's "scaled"
+variant, which keeps the area under each layer's schedule like that of the last layer).  From
+``t >= t_i`` the rate is 0 and the group's parameters get ``requires_grad=False`` and
+``grad=None``: autograd no longer computes their gradients (the saving FreezeOut is after) and
+every torch optimizer skips them, so neither momentum nor weight decay moves them again.
+
+Groups stay in the optimizer, so optimizer checkpoints keep their shape; ``state_dict()`` is
+JSON-able and ``load_state_dict`` on a fresh model + optimizer + FreezeOut restores the rates
+and the frozen set.  A tensor shared between depths (a tied embedding and output layer) sits at
+its first depth and freezes with it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ._validate import check_choice, check_int, check_number
+
+__all__ = ["SPACINGS", "FreezeOut", "freeze_times"]
+
+SPACINGS: dict[str, int] = {"linear": 1, "squared": 2, "cubic": 3}
+
+
+def _check_schedule(t_0: float, spacing: str) -> None:
+    check_number("t_0", t_0, 0, 1, open_low=True)
+    check_choice("FreezeOut spacing", spacing, SPACINGS)
+
+
+def freeze_times(layers: int, t_0: float, spacing: str = "linear") -> list[float]:
+    """The stop fraction ``t_i`` of each of ``layers`` layers, first layer first."""
+    check_int("layers", layers, 1)
+    _check_schedule(t_0, spacing)
+    k = SPACINGS[spacing]
+    if layers == 1:
+        return [1.0]
+    root = t_0 ** (1.0 / k)
+    times = [(root + (1.0 - root) * i / (layers - 1)) ** k for i in range(layers)]
+    times[0], times[-1] = t_0, 1.0  # exact end points, whatever the rounding of the k-th root
+    return times
+
+
+class FreezeOut:
+    """Per-layer cosine annealing to zero and progressive freezing, as a scheduler.
+
+    Build the optimizer from ``groups.param_groups(...)``, whose groups carry ``depth``; call
+    ``step()`` after each ``optimizer.step()``, like a torch scheduler.
+
+    Args:
+        optimizer: any torch optimizer whose groups have an integer ``depth`` key.
+        total_steps: the number of optimizer steps in the run.
+        t_0: the fraction of training at which the first layer stops, in (0, 1].
+        spacing: ``"linear"``, ``"squared"`` or ``"cubic"`` spacing of the stop times.
+        scaled: start each layer at ``lr / t_i`` instead of ``lr``.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        t_0: float = 0.5,
+        spacing: str = "linear",
+        scaled: bool = True,
+    ):
+        check_int("total_steps", total_steps, 1)
+        _check_schedule(t_0, spacing)
+        depths = []
+        for i, group in enumerate(optimizer.param_groups):
+            depth = group.get("depth")
+            if isinstance(depth, bool) or not isinstance(depth, int):
+                raise ValueError(
+                    f"param group {i} has no integer 'depth' (got {depth!r}); build the "
+                    "optimizer from layerwise.groups.param_groups(...)"
+                )
+            depths.append(depth)
+        self.optimizer = optimizer
+        self.total_steps, self.t_0, self.spacing, self.scaled = total_steps, t_0, spacing, scaled
+        self.depths = depths
+        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        self.step_count = 0
+        self._apply()
+
+    @property
+    def stop_times(self) -> list[float]:
+        """``t_i`` of each param group (groups at the same depth share it)."""
+        layers = sorted(set(self.depths))
+        times = dict(zip(layers, freeze_times(len(layers), self.t_0, self.spacing), strict=True))
+        return [times[d] for d in self.depths]
+
+    @property
+    def frozen(self) -> list[bool]:
+        """Whether each param group is frozen at the current step."""
+        t = self.step_count / self.total_steps
+        return [t >= t_i for t_i in self.stop_times]
+
+    def get_last_lr(self) -> list[float]:
+        """The rate of each param group at the current step."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self) -> None:
+        """Advance one optimizer step: set the new rates and freeze groups whose time is up."""
+        self.step_count += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        t = self.step_count / self.total_steps
+        groups = self.optimizer.param_groups
+        for group, base, t_i in zip(groups, self.base_lrs, self.stop_times, strict=True):
+            if t >= t_i:
+                group["lr"] = 0.0
+                for p in group["params"]:
+                    p.requires_grad_(False)
+                    p.grad = None
+            else:
+                start = base / t_i if self.scaled else base
+                group["lr"] = start * 0.5 * (1.0 + math.cos(math.pi * t / t_i))
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot: the settings, each group's starting rate and depth, the step."""
+        return {
+            "total_steps": self.total_steps,
+            "t_0": self.t_0,
+            "spacing": self.spacing,
+            "scaled": self.scaled,
+            "depths": list(self.depths),
+            "base_lrs": list(self.base_lrs),
+            "step_count": self.step_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot and re-apply its rates and frozen set to the optimizer."""
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise ValueError(
+                f"FreezeOut state keys {sorted(state)} differ from the expected {sorted(expected)}"
+            )
+        if list(state["depths"]) != self.depths:
+            raise ValueError(
+                f"FreezeOut state is for groups at depths {state['depths']}, but the optimizer's "
+                f"groups are at {self.depths}"
+            )
+        _check_schedule(state["t_0"], state["spacing"])
+        self.total_steps, self.t_0 = state["total_steps"], state["t_0"]
+        self.spacing, self.scaled = state["spacing"], state["scaled"]
+        self.base_lrs = [float(lr) for lr in state["base_lrs"]]
+        self.step_count = state["step_count"]
+        self._apply()

@@ -1,0 +1,230 @@
+"""Per-layer learning-rate rules: functions from the layer table to one LR multiplier per row.
+
+The protocol is one method::
+
+    multipliers(table: pandas.DataFrame) -> Sequence[float]
+
+``table`` is ``layers.layer_table(...)`` (columns ``name``, ``module``, ``layer``, ``kind``,
+``depth``, ``shape``, ``numel``, ``aliases``, ``source``; one row per trainable parameter) and the
+result holds one positive multiplier of the base rate per row, in row order.  Any object with
+that method works as a rule; a plain callable ``fn(row) -> float`` works through
+:class:`FromFunction`.
+
+Training configs name rules by JSON-able specs: :func:`rule_from_spec` turns
+``{"name": ..., **constructor_args}`` into a rule and ``rule.spec()`` is its inverse.  A rule
+class becomes nameable with the :func:`register_rule` decorator; subclassing :class:`Rule` as a
+frozen dataclass gives it ``spec()`` for free.  A rule defined in another module (e.g. muP) is
+known to :func:`rule_from_spec` once that module has been imported.
+
+In the formulas below ``d`` is a row's depth and ``D`` the largest depth in the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import pandas as pd
+
+from ._validate import check_choice, check_number, check_options, check_positive
+from .layers import KINDS
+
+__all__ = [
+    "RULES",
+    "ByKind",
+    "Discriminative",
+    "FromFunction",
+    "LayerDecay",
+    "Rule",
+    "RuleLike",
+    "Uniform",
+    "as_rule",
+    "register_rule",
+    "rule_from_spec",
+]
+
+
+@runtime_checkable
+class RuleLike(Protocol):
+    """Anything that gives one LR multiplier per row of a layer table."""
+
+    def multipliers(self, table: pd.DataFrame) -> Sequence[float]: ...
+
+
+RULES: dict[str, type] = {}
+
+
+def register_rule(name: str) -> Callable[[type], type]:
+    """Class decorator: make a rule class reachable as ``{"name": name, **constructor_args}``.
+
+    :func:`rule_from_spec` calls the class with the spec's other keys (renamed through a
+    ``spec_keys`` mapping of argument name -> spec key, if the class has one).  A
+    :class:`Rule` dataclass gets ``spec()`` for free; other classes write their own.
+    """
+
+    def register(cls: type) -> type:
+        if name in RULES and RULES[name] is not cls:
+            raise ValueError(f"rule name {name!r} is already taken by {RULES[name].__name__}")
+        cls.name = name
+        RULES[name] = cls
+        return cls
+
+    return register
+
+
+class Rule:
+    """Base class of named rules (subclasses are frozen dataclasses validated on creation)."""
+
+    name: ClassVar[str] = ""
+    spec_keys: ClassVar[Mapping[str, str]] = {}  # argument name -> spec key, where they differ
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able dict that :func:`rule_from_spec` turns back into an equal rule."""
+        if RULES.get(self.name) is not type(self):
+            raise TypeError(f"{type(self).__name__} is not registered, so it has no spec")
+        out: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[self.spec_keys.get(f.name, f.name)] = (
+                dict(value) if isinstance(value, Mapping) else value
+            )
+        return out
+
+
+def _top_distance(table: pd.DataFrame) -> pd.Series:
+    """``D - d`` for every row: how many depths each row sits below the top layer."""
+    return table["depth"].max() - table["depth"]
+
+
+@register_rule("uniform")
+@dataclasses.dataclass(frozen=True)
+class Uniform(Rule):
+    """One rate for every layer: multiplier 1."""
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        return [1.0] * len(table)
+
+
+@register_rule("discriminative")
+@dataclasses.dataclass(frozen=True)
+class Discriminative(Rule):
+    """Discriminative fine-tuning (Howard & Ruder 2018, ULMFiT, arXiv:1801.06146, section 3.2).
+
+    ULMFiT divides the rate by ``factor`` (2.6 in the paper) for each layer further down:
+    ``eta^(l-1) = eta^l / factor``, so with the top layer at ``lr``::
+
+        toward="input":   m_d = factor ** -(D - d)    (top at lr, input layer slowest)
+        toward="output":  m_d = factor ** -d          (input layer at lr, deeper layers slower)
+
+    ``Discriminative(f)`` equals ``LayerDecay(1 / f)`` for ``f >= 1``.
+    """
+
+    factor: float = 2.6
+    toward: str = "input"
+
+    def __post_init__(self) -> None:
+        check_positive("Discriminative factor", self.factor)
+        check_choice("Discriminative direction (toward)", self.toward, ("input", "output"))
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        steps = _top_distance(table) if self.toward == "input" else table["depth"]
+        return [float(self.factor ** -int(s)) for s in steps]
+
+
+@register_rule("layer_decay")
+@dataclasses.dataclass(frozen=True)
+class LayerDecay(Rule):
+    """Layer-wise learning-rate decay, LLRD (ELECTRA, Clark et al. 2020, arXiv:2003.10555;
+    BEiT, Bao et al. 2022, arXiv:2106.08254).
+
+    The top layer (the head) keeps ``lr``; each layer below is multiplied by ``decay``, so the
+    input embeddings get the smallest rate::
+
+        m_d = decay ** (D - d),   0 < decay <= 1
+
+    Depths are consecutive, so the head sits one step above the last block.  That is BEiT's
+    convention with ``granularity="block"`` (embeddings 0, block k at k + 1, head at the top);
+    ELECTRA's code puts the head at ``n_layers + 2``, one step further than ours, so its
+    embeddings get one extra factor of ``decay`` (google-research/electra#64 calls that a
+    mistake).  ``LayerDecay(x)`` equals ``Discriminative(1 / x, toward="input")``.
+    """
+
+    decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_number("LayerDecay decay", self.decay, 0, 1, open_low=True)
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        return [float(self.decay ** int(s)) for s in _top_distance(table)]
+
+
+@register_rule("by_kind")
+@dataclasses.dataclass(frozen=True)
+class ByKind(Rule):
+    """Type-wise rates: ``m = multipliers[kind]`` for the kinds listed, 1 for the others.
+
+    Kinds are those of ``layers.KINDS`` (dense, conv, recurrent, attention, embedding, norm,
+    other).
+    """
+
+    multipliers_by_kind: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    spec_keys: ClassVar[Mapping[str, str]] = {"multipliers_by_kind": "multipliers"}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "multipliers_by_kind", dict(self.multipliers_by_kind))
+        for kind, m in self.multipliers_by_kind.items():
+            check_choice("layer kind", kind, KINDS)
+            check_positive(f"ByKind multiplier for {kind!r}", m)
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        return [float(self.multipliers_by_kind.get(k, 1.0)) for k in table["kind"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FromFunction(Rule):
+    """An explicit rule: ``m = fn(row)`` for each row (a ``pandas.Series`` of the layer table).
+
+    It wraps Python code, so it has no JSON spec and cannot be named in a training config.
+    """
+
+    fn: Callable[[pd.Series], float]
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TypeError(f"FromFunction needs a callable, got {self.fn!r}")
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        return [float(self.fn(row)) for _, row in table.iterrows()]
+
+
+def rule_from_spec(spec: Mapping[str, Any]) -> RuleLike:
+    """The rule a JSON-able spec names, e.g. ``{"name": "layer_decay", "decay": 0.8}``.
+
+    Names: ``uniform``; ``discriminative`` (``factor``, ``toward``); ``layer_decay``
+    (``decay``); ``by_kind`` (``multipliers``: kind -> multiplier); plus any rule registered
+    with :func:`register_rule`.
+    """
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ValueError(f"a rule spec is a dict with a 'name' key, got {spec!r}")
+    cls = RULES[check_choice("rule", spec["name"], RULES)]
+    renamed = getattr(cls, "spec_keys", {})
+    field_of = {renamed.get(a, a): a for a in inspect.signature(cls).parameters}
+    options = {k: v for k, v in spec.items() if k != "name"}
+    check_options(f"{spec['name']} rule", options, field_of)
+    return cls(**{field_of[k]: v for k, v in options.items()})
+
+
+def as_rule(rule: RuleLike | Callable[[pd.Series], float] | Mapping[str, Any]) -> RuleLike:
+    """Accept a rule object, a spec dict (see :func:`rule_from_spec`) or a row function."""
+    if isinstance(rule, RuleLike):
+        return rule
+    if isinstance(rule, Mapping):
+        return rule_from_spec(rule)
+    if callable(rule):
+        return FromFunction(rule)
+    raise TypeError(f"a rule needs a multipliers(table) method, got {rule!r}")

@@ -1,0 +1,84 @@
+"""Model families: shapes for every dataset, causality of the text models, sizes by formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from layerwise import data, models
+
+INPUTS = {
+    "mnist1d": lambda: torch.randn(3, 40),
+    "fashion_mnist": lambda: torch.randn(3, 1, 28, 28),
+    "cifar10": lambda: torch.randn(3, 3, 32, 32),
+    "tinyshakespeare": lambda: torch.randint(0, 65, (3, 16)),
+}
+
+
+@pytest.mark.parametrize("dataset", list(INPUTS))
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_family_builds_for_every_dataset(name, dataset):
+    torch.manual_seed(0)
+    model = models.build(name, dataset)
+    x = INPUTS[dataset]()
+    out = model(x)
+    spec = data.spec(dataset)
+    expected = (3, 16, spec.num_classes) if spec.task == "language" else (3, spec.num_classes)
+    assert out.shape == expected
+    assert isinstance(model.head, torch.nn.Linear)
+    out.sum().backward()  # every trainable parameter is reached by the loss
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_character_models_are_causal(name):
+    torch.manual_seed(0)
+    model = models.build(name, "tinyshakespeare")
+    x = torch.randint(0, 65, (2, 16))
+    changed = x.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 65
+    a, b = model(x), model(changed)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-6)  # the past ignores the future
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+@pytest.mark.parametrize(("width", "depth"), [(32, 1), (64, 3)])
+def test_mlp_parameter_count_matches_the_formula(width, depth):
+    model = models.build("mlp", "mnist1d", width=width, depth=depth)
+    expected = (40 * width + width) + (depth - 1) * (width * width + width) + (width * 10 + 10)
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_mnist1d_cnn_follows_convbase():
+    # ConvBase: 3 strided Conv1d layers with 25 channels, then a 125 -> 10 linear layer
+    model = models.build("cnn", "mnist1d")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    assert [c.out_channels for c in convs] == [25, 25, 25]
+    assert model.head.in_features == 125
+
+
+def test_gpt_head_is_tied_to_the_token_embedding():
+    model = models.build("transformer", "tinyshakespeare")
+    assert model.head.weight is model.embed.weight
+    untied = models.build("transformer", "tinyshakespeare", tie=False)
+    assert untied.head.weight is not untied.embed.weight
+
+
+def test_inverse_attention_scale_is_one_over_head_dim():
+    model = models.build("transformer", "mnist1d", width=64, heads=4, attn_scale="inverse")
+    assert model.blocks[0].attn.scale == pytest.approx(1 / 16)
+    assert models.build("transformer", "mnist1d").blocks[0].attn.scale == pytest.approx(16**-0.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: models.build("resnet", "mnist1d"), "'resnet'"),
+        (lambda: models.build("mlp", "mnist1d", heads=2), "'heads'"),
+        (lambda: models.build("mlp", "mnist1d", width=0), "width"),
+        (lambda: models.build("transformer", "mnist1d", patch=3), "patch 3"),
+    ],
+)
+def test_bad_model_arguments_are_named(call, named):
+    with pytest.raises(ValueError, match=named):
+        call()

@@ -1,0 +1,82 @@
+"""Sweeps: grid expansion, skipping stored runs, CI's no-training switch, any executor."""
+
+from __future__ import annotations
+
+import pytest
+
+from layerwise import sweep
+from layerwise.store import Store
+
+
+def test_grid_expands_every_combination(tiny_config):
+    configs = sweep.grid(tiny_config, lr=[1e-3, 1e-2], seed=range(3))
+    assert len(configs) == 6
+    assert {(c.lr, c.seed) for c in configs} == {(lr, s) for lr in (1e-3, 1e-2) for s in range(3)}
+    nested = sweep.grid(tiny_config, **{"model_options.width": [16, 64]})
+    assert [c.model_options["width"] for c in nested] == [16, 64]
+
+
+def test_empty_axis_is_named(tiny_config):
+    with pytest.raises(ValueError, match="'seed' is empty"):
+        sweep.grid(tiny_config, seed=[])
+
+
+def test_bad_value_in_grid_fails_before_any_run(tiny_config):
+    with pytest.raises(ValueError, match="lr"):
+        sweep.grid(tiny_config, lr=[1e-3, -1.0])
+
+
+def _counting(monkeypatch):
+    calls = []
+    real = sweep._train_one
+
+    def counted(config):
+        calls.append(config.key())
+        return real(config)
+
+    monkeypatch.setattr(sweep, "_train_one", counted)
+    return calls
+
+
+def test_stored_runs_are_not_recomputed(tmp_path, tiny_config, monkeypatch):
+    calls = _counting(monkeypatch)
+    store = Store(tmp_path)
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    first = sweep.run_configs(configs, "s", store=store, jobs=1, progress=False)
+    assert len(calls) == 2
+    more = sweep.grid(tiny_config, seed=[0, 1, 2])
+    again = sweep.run_configs(more, "s", store=store, jobs=1, progress=False)
+    assert len(calls) == 3 and calls[-1] == more[2].key()
+    assert again[:2] == first
+
+
+def test_require_stored_lists_missing_runs_without_training(tmp_path, tiny_config, monkeypatch):
+    calls = _counting(monkeypatch)
+    monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    with pytest.raises(sweep.MissingRunsError) as err:
+        sweep.run_configs(configs, "s", store=Store(tmp_path), jobs=1, progress=False)
+    assert calls == []
+    assert all(c.key() in str(err.value) for c in configs)
+
+
+def test_process_pool_gives_the_same_records_as_inline(tmp_path, tiny_config):
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    inline = sweep.run_configs(configs, "a", store=Store(tmp_path), jobs=1, progress=False)
+    pooled = sweep.run_configs(configs, "b", store=Store(tmp_path), jobs=2, progress=False)
+    assert [r["final"] for r in pooled] == [r["final"] for r in inline]
+
+
+def test_dask_executor_runs_a_sweep(tmp_path, tiny_config):
+    distributed = pytest.importorskip("dask.distributed")
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    inline = sweep.run_configs(configs, "a", store=Store(tmp_path), jobs=1, progress=False)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        records = sweep.run_configs(
+            configs, "dask", store=Store(tmp_path), executor=client.get_executor(), progress=False
+        )
+    assert [r["final"] for r in records] == [r["final"] for r in inline]
+    assert len(list((tmp_path / "dask").glob("*.json"))) == 2

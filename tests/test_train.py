@@ -1,0 +1,78 @@
+"""One run: determinism, divergence as a result, budgets, evaluation, the record."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from layerwise import data, train
+
+
+def test_same_seed_same_record(tiny_config):
+    a, b = train.run(tiny_config), train.run(tiny_config)
+    assert a["curves"] == b["curves"] and a["final"] == b["final"]
+    c = train.run(tiny_config.replace(seed=1))
+    assert c["curves"]["train_loss"] != a["curves"]["train_loss"]
+
+
+def test_record_is_json_and_complete(tiny_config):
+    record = train.run(tiny_config)
+    text = json.dumps(record, allow_nan=False)  # strict JSON: no NaN or Infinity
+    assert json.loads(text)["config"] == tiny_config.to_dict()
+    assert record["key"] == tiny_config.key() and record["status"] == "ok"
+    assert record["curves"]["step"] == [10, 20, 30]
+    assert record["env"]["torch"] == torch.__version__ and record["env"]["threads"] == 1
+    assert record["wall_time_s"] > 0
+
+
+def test_divergence_is_recorded_not_raised(tiny_config):
+    config = tiny_config.replace(optimizer="sgd", lr=1e4)
+    record = train.run(config)
+    assert record["status"] == "diverged"
+    assert 1 < record["diverged_at"] <= config.steps
+    assert record["final"]["test_acc"] is None
+    json.dumps(record, allow_nan=False)
+
+
+def test_epoch_budget_counts_steps_per_epoch(tiny_config):
+    config = tiny_config.replace(steps=None, epochs=0.5, eval_every=1000)
+    record = train.run(config)
+    assert record["steps"] == round(0.5 * (3600 // 64))  # 3,600 training examples
+
+
+def test_learning_happens(tiny_config):
+    record = train.run(
+        tiny_config.replace(steps=300, eval_every=100, model="cnn", model_options={})
+    )
+    assert record["final"]["val_acc"] > 0.3  # chance is 0.1
+    assert record["curves"]["train_loss"][-1] < record["curves"]["train_loss"][0]
+
+
+class _Oracle(nn.Module):
+    """Predicts the label stored in the input's first feature."""
+
+    def forward(self, x):
+        return nn.functional.one_hot(x[:, 0].long(), 10).float() * 50
+
+
+def test_evaluate_counts_correct_predictions():
+    y = torch.arange(10).repeat(300)  # more than one evaluation batch
+    x = torch.zeros(len(y), 4)
+    x[:, 0] = y.float()
+    x[::3, 0] = (y[::3] + 1) % 10  # every third example is predicted wrongly
+    metrics = train.evaluate(_Oracle(), data.Split(x, y))
+    assert abs(metrics["acc"] - 2 / 3) < 1e-9
+    expected_loss = nn.functional.cross_entropy(_Oracle()(x), y).item()
+    assert abs(metrics["loss"] - expected_loss) < 1e-5
+
+
+def test_text_windows_are_shifted_by_one():
+    tokens = torch.arange(100)
+    windows = train._text_windows(data.TextSplit(tokens), block=8, limit=None)
+    assert windows.x.shape == (12, 8)
+    assert torch.equal(windows.y, windows.x + 1)
+    assert torch.equal(windows.x[1], torch.arange(8, 16))
+    capped = train._text_windows(data.TextSplit(tokens), block=8, limit=3)
+    assert capped.x[:, 0].tolist() == [0, 40, 88]  # windows 0, floor(5.5), 11
