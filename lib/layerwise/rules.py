@@ -211,6 +211,8 @@ def rule_from_spec(spec: Mapping[str, Any]) -> RuleLike:
     """
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise ValueError(f"a rule spec is a dict with a 'name' key, got {spec!r}")
+    from . import mup  # noqa: F401  (registers "mup"; imported here because mup imports rules)
+
     cls = RULES[check_choice("rule", spec["name"], RULES)]
     renamed = getattr(cls, "spec_keys", {})
     field_of = {renamed.get(a, a): a for a in inspect.signature(cls).parameters}

@@ -1,0 +1,26 @@
+"""Per-layer diagnostics: training statistics, representation similarity, weight movement and
+re-initialisation robustness.  One definition per quantity; see each module's docstring for the
+formula and the paper it comes from.
+"""
+
+from .activations import capture_activations, layers, record_outputs
+from .cka import cka_to_final, convergence_step, linear_cka
+from .monitor import QUANTITIES, Monitor, monitor_frame
+from .movement import distance_to_final, layer_rotation, relative_movement
+from .reinit import reinit_robustness
+
+__all__ = [
+    "QUANTITIES",
+    "Monitor",
+    "capture_activations",
+    "cka_to_final",
+    "convergence_step",
+    "distance_to_final",
+    "layer_rotation",
+    "layers",
+    "linear_cka",
+    "monitor_frame",
+    "record_outputs",
+    "reinit_robustness",
+    "relative_movement",
+]

@@ -1,0 +1,122 @@
+"""Linear centred kernel alignment (CKA) between two sets of representations of the same examples.
+
+Kornblith, Norouzi, Lee, Hinton (2019), "Similarity of Neural Network Representations Revisited",
+ICML, arXiv:1905.00414.  With ``X`` (n x p) and ``Y`` (n x q) the column-centred features of the
+same n examples,
+
+    CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F),
+
+which equals HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for the linear Gram matrices K = X X^T and
+L = Y Y^T.  It is 1 for identical representations and invariant to orthogonal transforms and
+isotropic scaling of either one.  Used here for the SVCCA-style question of Raghu et al. (2017) --
+when does each layer reach its final representation?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+__all__ = ["cka_to_final", "convergence_step", "linear_cka"]
+
+
+def _cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||y^T x||_F^2 = <x x^T, y y^T>_F``, through whichever product is smaller."""
+    n, p, q = x.shape[0], x.shape[1], y.shape[1]
+    if p * q <= 2 * n * n:
+        return (y.T @ x).square().sum()
+    return ((x @ x.T) * (y @ y.T)).sum()
+
+
+def _unbiased(
+    cross: torch.Tensor, rows_x: torch.Tensor, rows_y: torch.Tensor, n: int
+) -> torch.Tensor:
+    """``n (n - 3) HSIC_1`` of column-centred features from ``cross = ||y^T x||_F^2`` and the
+    squared row norms (the Gram diagonals); see :func:`linear_cka`."""
+    return (
+        cross - n / (n - 2) * rows_x.dot(rows_y) + rows_x.sum() * rows_y.sum() / ((n - 1) * (n - 2))
+    )
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> float:
+    """Linear CKA between the representations ``x`` and ``y`` of the same examples.
+
+    Inputs have shape ``(n_examples, ...)`` and are flattened to ``(n, features)``; features
+    are centred over examples and the sums run in float64.  With ``X``, ``Y`` centred:
+
+        CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)       (Kornblith et al. 2019, eq. 5)
+
+    ``debiased=True`` replaces each HSIC by the unbiased estimator of Song et al. (2012,
+    "Feature Selection via Dependence Maximization", JMLR 13), as in Kornblith's reference
+    notebook.  With K~, L~ the Gram matrices with zeroed diagonals,
+
+        HSIC_1(K, L) = [tr(K~ L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)).
+
+    For centred features ``K 1 = 0``, so with a = diag(K) and b = diag(L) (squared row norms)
+    this is computed without forming n x n matrices as
+
+        n(n-3) HSIC_1 = ||Y^T X||_F^2 - n/(n-2) a.b + (sum a)(sum b) / ((n-1)(n-2)),
+
+    and CKA = HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L)).  The debiased value needs n >= 4
+    and can be slightly negative for unrelated representations.
+
+    Raises ``ValueError`` when ``x`` and ``y`` hold different numbers of examples.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x has {x.shape[0]} examples but y has {y.shape[0]}; CKA compares the same examples"
+        )
+    n = x.shape[0]
+    if debiased and n < 4:
+        raise ValueError(f"debiased CKA needs at least 4 examples, got {n}")
+    x = x.detach().reshape(n, -1).to(torch.float64)
+    y = y.detach().reshape(n, -1).to(torch.float64)
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    xy, xx, yy = _cross(x, y), _cross(x, x), _cross(y, y)
+    if debiased:
+        rows_x, rows_y = x.square().sum(dim=1), y.square().sum(dim=1)
+        xy = _unbiased(xy, rows_x, rows_y, n)
+        xx = _unbiased(xx, rows_x, rows_x, n)
+        yy = _unbiased(yy, rows_y, rows_y, n)
+    return (xy / (xx * yy).sqrt()).item()
+
+
+def cka_to_final(
+    activations: Sequence[Mapping[str, torch.Tensor]],
+    steps: Sequence[int] | None = None,
+    debiased: bool = False,
+) -> pd.DataFrame:
+    """Each layer's CKA between its representation at every checkpoint and at the last one.
+
+    ``activations`` holds one ``{layer: activations}`` dict per checkpoint, in training order,
+    all on the same inputs (e.g. from :func:`~layerwise.probes.capture_activations`); the last
+    dict is the final representation.  ``steps`` labels the checkpoints (default 0, 1, ...).
+    Returns a tidy frame with columns ``step``, ``layer``, ``cka``.
+    """
+    if not activations:
+        raise ValueError("cka_to_final needs at least one checkpoint")
+    steps = list(range(len(activations))) if steps is None else list(steps)
+    if len(steps) != len(activations):
+        raise ValueError(f"{len(steps)} steps given for {len(activations)} checkpoints")
+    final = activations[-1]
+    rows = [
+        {"step": step, "layer": layer, "cka": linear_cka(acts[layer], final[layer], debiased)}
+        for step, acts in zip(steps, activations, strict=True)
+        for layer in final
+    ]
+    return pd.DataFrame(rows, columns=["step", "layer", "cka"])
+
+
+def convergence_step(frame: pd.DataFrame, threshold: float = 0.9) -> pd.Series:
+    """Per layer, the first step whose CKA to the final representation is >= ``threshold``.
+
+    ``frame`` has columns ``step``, ``layer``, ``cka`` (as :func:`cka_to_final` returns).  The
+    result is indexed by layer in order of first appearance; a layer that never reaches the
+    threshold gets NaN.  Raghu et al. (2017) read bottom-up convergence off this ordering.
+    """
+    layers = frame["layer"].drop_duplicates()
+    reached = frame[frame["cka"] >= threshold].groupby("layer", sort=False)["step"].min()
+    return reached.reindex(layers).rename("step")
