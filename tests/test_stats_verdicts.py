@@ -55,3 +55,16 @@ def test_untuned_and_empty_results_are_not_verdicts():
     assert verdicts.baseline_verdict(math.nan, 0.9, 0.02, True) == "no result"
     assert verdicts.format_ci(0.5, math.nan, math.nan) == "0.500"
     assert verdicts.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
+
+
+def test_baseline_summary_names_each_testbed_once():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"testbed": ["a", "b", "c"], "verdict": ["reproduced", "not reproduced", "reproduced"]}
+    )
+    text = verdicts.baseline_summary(table)
+    lines = text.splitlines()
+    assert lines[0].startswith("2 testbed(s) match") and lines[0].endswith(": a, c.")
+    assert lines[1].startswith("1 testbed(s) fall short") and lines[1].endswith(": b.")
+    assert len(lines) == 2

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .testbeds import Testbed
 
-__all__ = ["baseline_table", "baseline_verdict", "format_ci"]
+__all__ = ["baseline_summary", "baseline_table", "baseline_verdict", "format_ci"]
 
 
 def baseline_verdict(
@@ -67,3 +67,19 @@ def baseline_table(summary: pd.DataFrame, testbeds: Mapping[str, Testbed]) -> pd
             }
         )
     return pd.DataFrame(rows)
+
+
+def baseline_summary(table: pd.DataFrame) -> str:
+    """One sentence per verdict class, naming the testbeds in it (from ``baseline_table``)."""
+    sentences = []
+    for verdict, meaning in (
+        ("reproduced", "match their published number within tolerance"),
+        ("not reproduced", "fall short of their published number by more than the tolerance"),
+        ("not tuned", "had their best rate on the edge of the grid, so they give no verdict"),
+        ("no reference", "have no published number; they are reported for later studies"),
+        ("no result", "failed on every seed"),
+    ):
+        names = table.loc[table["verdict"] == verdict, "testbed"].tolist()
+        if names:
+            sentences.append(f"{len(names)} testbed(s) {meaning}: {', '.join(names)}.")
+    return "\n".join(sentences)
