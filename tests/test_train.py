@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -76,3 +77,19 @@ def test_text_windows_are_shifted_by_one():
     assert torch.equal(windows.x[1], torch.arange(8, 16))
     capped = train._text_windows(data.TextSplit(tokens), block=8, limit=3)
     assert capped.x[:, 0].tolist() == [0, 40, 88]  # windows 0, floor(5.5), 11
+
+
+def test_per_layer_rule_and_monitor_reach_the_record(tiny_config):
+    """A discriminative rule in the config sets each layer's rate (lr / factor^(D - d)), and the
+    monitor records it per parameter every ``monitor_every`` steps."""
+    config = tiny_config.replace(
+        rule={"name": "discriminative", "factor": 2.0}, monitor_every=10, optimizer="sgd"
+    )
+    record = train.run(config)
+    layers = record["layers"]
+    assert layers["step"] == [10, 20, 30]
+    # the MLP has three linear layers at depths 0, 1, 2 (body.0, body.2, head)
+    expected = {"body.0.weight": 3e-3 / 4, "body.2.weight": 3e-3 / 2, "head.weight": 3e-3}
+    for name, lr in expected.items():
+        assert layers["params"][name]["lr"] == pytest.approx([lr] * 3)
+    json.dumps(record, allow_nan=False)
