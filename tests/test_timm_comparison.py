@@ -51,8 +51,10 @@ import math
 import pytest
 import torch
 
+import optim_support
 import timm_reference
 from layerwise.optim import LAMB, LARS
+from optim_support import make_grads, params_after
 
 try:
     timm = timm_reference.load()
@@ -60,41 +62,16 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
     pytest.skip(f"timm reference unavailable: {exc}", allow_module_level=True)
 
 SHAPES = [(6, 5), (5,), (3, 2, 2), (4,), (1,)]
+SCALES = [1.0, 0.3, 2.0, 0.5, 1.0]
 
 
-def make_weights(scales=(1.0, 0.3, 2.0, 0.5, 1.0), seed=0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        s * torch.randn(shape, generator=gen, dtype=torch.float64)
-        for shape, s in zip(SHAPES, scales, strict=True)
-    ]
+def make_weights() -> list[torch.Tensor]:
+    return optim_support.make_weights(SCALES, SHAPES)
 
 
-def make_grads(weights, steps, seed=1) -> list[list[torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights]
-        for _ in range(steps)
-    ]
-
-
-def run(make_optimizer, weights, grad_steps, groups=None):
-    """Step a fresh optimizer over copies of ``weights``; ``groups`` splits them by index."""
-    params = [w.clone().requires_grad_() for w in weights]
-    if groups is None:
-        opt = make_optimizer(params)
-    else:
-        opt = make_optimizer([{"params": [params[i] for i in idx], **o} for idx, o in groups])
-    for grads in grad_steps:
-        for p, g in zip(params, grads, strict=True):
-            p.grad = None if g is None else g.clone()
-        opt.step()
-    return [p.detach() for p in params]
-
-
-def close(actual, expected, rtol=1e-11, atol=1e-14):
-    for a, e in zip(actual, expected, strict=True):
-        torch.testing.assert_close(a, e, rtol=rtol, atol=atol)
+def close(actual, expected):
+    """``optim_support.close`` at a tolerance for two implementations' orders of operations."""
+    optim_support.close(actual, expected, rtol=1e-11, atol=1e-14)
 
 
 def far(actual, expected, rtol=1e-3):
@@ -127,8 +104,8 @@ def one_d_split(weights, decayed: dict):
 )
 def test_lamb_equals_timm_lamb_always_adapt_without_grad_clipping(options, timm_foreach):
     weights, steps = make_weights(), make_grads(make_weights(), 4)
-    ours = run(lambda ps: LAMB(ps, lr=0.02, **options), weights, steps)
-    theirs = run(
+    ours = params_after(lambda ps: LAMB(ps, lr=0.02, **options), weights, steps)
+    theirs = params_after(
         lambda ps: timm.Lamb(
             ps, lr=0.02, always_adapt=True, max_grad_norm=None, foreach=timm_foreach, **options
         ),
@@ -152,8 +129,8 @@ def test_lamb_equals_timm_lamb_always_adapt_without_grad_clipping(options, timm_
 def test_lars_equals_timm_lars_always_adapt(options, timm_foreach):
     lr = 0.5 if not options.get("trust_clip") else 2e-3
     weights, steps = make_weights(), make_grads(make_weights(), 4)
-    ours = run(lambda ps: LARS(ps, lr=lr, eps=1e-8, **options), weights, steps)
-    theirs = run(
+    ours = params_after(lambda ps: LARS(ps, lr=lr, eps=1e-8, **options), weights, steps)
+    theirs = params_after(
         lambda ps: timm.Lars(
             ps,
             lr=lr,
@@ -174,12 +151,14 @@ def test_exclude_1d_equals_timm_with_a_no_decay_group_for_vectors():
     decayed = {"weight_decay": 0.05}
     groups = one_d_split(weights, decayed)
     close(
-        run(lambda ps: LAMB(ps, lr=0.02, exclude_1d=True, **decayed), weights, steps),
-        run(lambda ps: timm.Lamb(ps, lr=0.02, max_grad_norm=None), weights, steps, groups),
+        params_after(lambda ps: LAMB(ps, lr=0.02, exclude_1d=True, **decayed), weights, steps),
+        params_after(lambda ps: timm.Lamb(ps, lr=0.02, max_grad_norm=None), weights, steps, groups),
     )
     close(
-        run(lambda ps: LARS(ps, lr=0.5, eps=1e-8, exclude_1d=True, **decayed), weights, steps),
-        run(lambda ps: timm.Lars(ps, lr=0.5, momentum=0.9), weights, steps, groups),
+        params_after(
+            lambda ps: LARS(ps, lr=0.5, eps=1e-8, exclude_1d=True, **decayed), weights, steps
+        ),
+        params_after(lambda ps: timm.Lars(ps, lr=0.5, momentum=0.9), weights, steps, groups),
     )
 
 
@@ -189,17 +168,17 @@ def test_exclude_1d_equals_timm_with_a_no_decay_group_for_vectors():
 
 def test_difference_1_without_weight_decay_timm_is_plain_adam_and_sgd():
     weights, steps = make_weights(), make_grads(make_weights(), 3)
-    timm_lamb = run(
+    timm_lamb = params_after(
         lambda ps: timm.Lamb(ps, lr=0.02, weight_decay=0.0, max_grad_norm=None), weights, steps
     )
-    adam = run(lambda ps: torch.optim.Adam(ps, lr=0.02, eps=1e-6), weights, steps)
-    ours = run(lambda ps: LAMB(ps, lr=0.02), weights, steps)
+    adam = params_after(lambda ps: torch.optim.Adam(ps, lr=0.02, eps=1e-6), weights, steps)
+    ours = params_after(lambda ps: LAMB(ps, lr=0.02), weights, steps)
     close(timm_lamb, adam)
     assert far(ours, timm_lamb)
 
-    timm_lars = run(lambda ps: timm.Lars(ps, lr=0.5, momentum=0.9), weights, steps)
-    sgd = run(lambda ps: torch.optim.SGD(ps, lr=0.5, momentum=0.9), weights, steps)
-    ours = run(lambda ps: LARS(ps, lr=0.5), weights, steps)
+    timm_lars = params_after(lambda ps: timm.Lars(ps, lr=0.5, momentum=0.9), weights, steps)
+    sgd = params_after(lambda ps: torch.optim.SGD(ps, lr=0.5, momentum=0.9), weights, steps)
+    ours = params_after(lambda ps: LARS(ps, lr=0.5), weights, steps)
     close(timm_lars, sgd)
     assert far(ours, timm_lars)
 
@@ -217,20 +196,22 @@ def test_difference_2_timm_lamb_clips_the_global_gradient_norm_by_default():
         [g / max(1.0, math.sqrt(sum(float((x * x).sum()) for x in grads))) for g in grads]
         for grads in steps
     ]
-    theirs = run(
+    theirs = params_after(
         lambda ps: timm.Lamb(ps, lr=0.02, weight_decay=0.05, always_adapt=True), weights, steps
     )
-    close(theirs, run(lambda ps: LAMB(ps, lr=0.02, weight_decay=0.05), weights, clipped))
-    assert far(theirs, run(lambda ps: LAMB(ps, lr=0.02, weight_decay=0.05), weights, steps))
+    close(theirs, params_after(lambda ps: LAMB(ps, lr=0.02, weight_decay=0.05), weights, clipped))
+    assert far(
+        theirs, params_after(lambda ps: LAMB(ps, lr=0.02, weight_decay=0.05), weights, steps)
+    )
 
 
 def test_difference_3_timm_decoupled_decay_takes_the_norm_after_decaying():
     lr, wd = 0.1, 0.5
     weights, steps = make_weights(), make_grads(make_weights(), 1)
-    ours = run(
+    ours = params_after(
         lambda ps: LAMB(ps, lr=lr, weight_decay=wd, decoupled_weight_decay=True), weights, steps
     )
-    theirs = run(
+    theirs = params_after(
         lambda ps: timm.Lamb(
             ps, lr=lr, weight_decay=wd, decoupled_decay=True, always_adapt=True, max_grad_norm=None
         ),
@@ -251,8 +232,8 @@ def test_difference_4_timm_counts_steps_per_group_ours_per_tensor():
     weights = make_weights()[:2]
     steps = make_grads(weights, 2)
     steps[0][1] = None  # tensor 1 first gets a gradient at the group's second step
-    ours = run(lambda ps: LAMB(ps, lr=lr, weight_decay=wd), weights, steps)
-    theirs = run(
+    ours = params_after(lambda ps: LAMB(ps, lr=lr, weight_decay=wd), weights, steps)
+    theirs = params_after(
         lambda ps: timm.Lamb(ps, lr=lr, weight_decay=wd, max_grad_norm=None), weights, steps
     )
 
@@ -270,7 +251,7 @@ def test_difference_5_timm_larc_clips_the_zero_norm_fallback():
     lr = 2.0
     w = [torch.zeros(4, dtype=torch.float64), make_weights()[0]]
     g = make_grads(w, 1)
-    ours = run(lambda ps: LARS(ps, lr=lr, momentum=0.0, eps=1e-8, trust_clip=True), w, g)
-    theirs = run(lambda ps: timm.Lars(ps, lr=lr, trust_clip=True, always_adapt=True), w, g)
+    ours = params_after(lambda ps: LARS(ps, lr=lr, momentum=0.0, eps=1e-8, trust_clip=True), w, g)
+    theirs = params_after(lambda ps: timm.Lars(ps, lr=lr, trust_clip=True, always_adapt=True), w, g)
     close([ours[0], theirs[0]], [-lr * g[0][0], -g[0][0]])
     close(ours[1:], theirs[1:])
