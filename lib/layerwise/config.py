@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import data, models, optim, schedules
-from ._validate import check_choice, check_positive
+from ._validate import check_choice, check_int, check_positive
 
 __all__ = ["FORMAT_VERSION", "RunConfig"]
 
 # Bump whenever training semantics change: old records then no longer match any key.
 FORMAT_VERSION = 1
+
+# Fields added after records were first stored.  They are left out of the canonical JSON while
+# they hold their default, so every config that does not use them keeps the key it had before.
+_OMITTED_AT_DEFAULT: tuple[str, ...] = ("probe_every", "probe_examples")
 
 
 class FrozenDict(dict):
@@ -65,6 +69,12 @@ class RunConfig:
         block: characters per training sequence of a language task (ignored otherwise).
         monitor_every: record per-layer statistics every this many steps (``None``: off).
         diverge_factor: a training loss above this multiple of the first loss counts as diverged.
+        probe_every: keep convergence checkpoints (representations on a fixed probe batch and
+            weights, ``probes.ConvergenceTracker``) every this many steps (``None``: off).
+        probe_examples: validation examples (text: validation windows) in the probe batch.
+
+    ``probe_every`` and ``probe_examples`` are left out of the canonical JSON (and so of the key
+    and ``to_dict``) while they hold their defaults: configs that do not probe keep their keys.
     """
 
     dataset: str
@@ -86,6 +96,8 @@ class RunConfig:
     schedule_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     monitor_every: int | None = None
     diverge_factor: float = 5.0
+    probe_every: int | None = None
+    probe_examples: int = 512
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -112,6 +124,9 @@ class RunConfig:
         check_positive("steps" if self.steps is not None else "epochs", self.steps or self.epochs)
         if self.monitor_every is not None:
             check_positive("monitor_every", self.monitor_every)
+        if self.probe_every is not None:
+            check_int("probe_every", self.probe_every, 1)
+        check_int("probe_examples", self.probe_examples, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""
@@ -126,8 +141,15 @@ class RunConfig:
         return cls(**values)
 
     def canonical_json(self) -> str:
-        """Sorted-key, compact JSON of all fields: the identity of the run."""
-        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Sorted-key, compact JSON of all fields: the identity of the run.
+
+        The fields in ``_OMITTED_AT_DEFAULT`` appear only when they differ from their defaults.
+        """
+        plain = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in _OMITTED_AT_DEFAULT or getattr(self, f.name) != f.default
+        }
         return json.dumps(plain, sort_keys=True, separators=(",", ":"))
 
     def key(self) -> str:

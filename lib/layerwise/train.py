@@ -4,6 +4,12 @@ The record is a JSON-serialisable dict: the config, metric curves, final validat
 metrics, status (``"ok"`` or ``"diverged"`` with the step), wall time and environment.  A run
 that diverges -- a non-finite training loss, or one above ``diverge_factor`` times the first --
 stops early and is recorded, never raised: a diverged learning rate is a result.
+
+With ``config.monitor_every`` the record also holds per-tensor training statistics
+(``record["layers"]``, ``probes.Monitor``); with ``config.probe_every`` it holds per-layer
+convergence measurements (``record["convergence"]``, ``probes.ConvergenceTracker``: CKA to the
+final representation, distance to the final weights, movement, rotation and re-initialisation
+robustness), read back with ``probes.convergence_frames``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import math
 import platform
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,9 @@ from torch import nn
 
 from . import data, models, optim, schedules
 from .config import FORMAT_VERSION, RunConfig
+
+if TYPE_CHECKING:
+    from .probes.tracker import ConvergenceTracker
 
 __all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch"]
 
@@ -120,6 +129,45 @@ def _param_groups(model: nn.Module, config: RunConfig, example: torch.Tensor) ->
     )
 
 
+def _tracker(
+    model: nn.Module,
+    config: RunConfig,
+    language: bool,
+    val_curve: data.Split,
+    val_full: data.Split,
+) -> ConvergenceTracker | None:
+    """The run's ``probes.ConvergenceTracker``, or ``None`` when ``probe_every`` is not set.
+
+    Probe batch: the first ``probe_examples`` validation examples (text: the first validation
+    windows).  Re-initialisation metric: validation accuracy for classification, minus the
+    validation loss for text -- on the validation curve's evenly spread windows, to bound the
+    cost of one evaluation per layer and checkpoint.
+    """
+    if not config.probe_every:
+        return None
+    from .probes.tracker import ConvergenceTracker
+
+    if language:
+        metric, split = "neg_val_loss", val_curve
+
+        def score(m: nn.Module) -> float:
+            return -evaluate(m, split)["loss"]
+    else:
+        metric, split = "val_acc", val_full
+
+        def score(m: nn.Module) -> float:
+            return evaluate(m, split)["acc"]
+
+    return ConvergenceTracker(
+        model,
+        val_full.x[: config.probe_examples],
+        config.probe_every,
+        score,
+        metric=metric,
+        max_examples=config.probe_examples,
+    )
+
+
 def _environment(threads: int) -> dict[str, Any]:
     return {
         "torch": torch.__version__,
@@ -170,6 +218,7 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
         from .probes import Monitor
 
         monitor = Monitor(model, optimizer, every=config.monitor_every)
+    tracker = _tracker(model, config, language, val_curve, val_full)
 
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
     status, diverged_at, first_loss = "ok", None, None
@@ -180,6 +229,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
 
         bar = tqdm(total=n_steps, desc=f"{config.model}/{config.dataset}", leave=False)
     model.train()
+    if tracker is not None:
+        tracker.observe(0)
     for step in range(1, n_steps + 1):
         x, y = next(batches)
         loss = _loss(model(x), y)
@@ -195,6 +246,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
         optimizer.step()
         if monitor is not None:
             monitor.after_step(step)
+        if tracker is not None:
+            tracker.observe(step)
         scheduler.step()
         window_sum, window_n = window_sum + value, window_n + 1
         if bar is not None:
@@ -220,6 +273,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
         }
     else:
         final = dict.fromkeys(("val_loss", "val_acc", "test_loss", "test_acc"))
+    steps_done = step if status == "ok" else diverged_at - 1
+    convergence = tracker.to_record(steps_done) if tracker is not None else None
     record = {
         "format": FORMAT_VERSION,
         "key": config.key(),
@@ -227,7 +282,7 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
         "status": status,
         "diverged_at": diverged_at,
         "steps": n_steps,
-        "steps_done": step if status == "ok" else diverged_at - 1,
+        "steps_done": steps_done,
         "curves": curves,
         "final": final,
         "wall_time_s": time.perf_counter() - start_time,
@@ -235,4 +290,6 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
     }
     if monitor is not None:
         record["layers"] = monitor.to_record()
+    if tracker is not None:
+        record["convergence"] = convergence
     return record

@@ -1,0 +1,306 @@
+"""ConvergenceTracker: checkpoints, measures checked against hand computations, frames, the
+bottom-up helper, and the run integration (``probe_every``) that must leave old keys alone."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from layerwise import train
+from layerwise.config import RunConfig
+from layerwise.probes import (
+    ConvergenceTracker,
+    bottom_up,
+    bottom_up_runs,
+    convergence_frames,
+    convergence_times,
+)
+from layerwise.store import Store
+
+# The key of the conftest ``tiny_config`` computed with the code as it was before the probe fields
+# were added to RunConfig; it must never change.
+TINY_CONFIG_KEY = "07bf4981ee090baec353"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and the machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model(frozen: str | None = None) -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 48), nn.Tanh(), nn.Linear(48, 3), nn.Tanh(), nn.Linear(3, 2))
+    if frozen is not None:
+        for p in model.get_submodule(frozen).parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(64, 5, generator=g), torch.randn(64, 2, generator=g)
+
+
+def neg_mse(model: nn.Module) -> float:
+    x, y = data()
+    with torch.no_grad():
+        return -nn.functional.mse_loss(model(x), y).item()
+
+
+def weights(model: nn.Module) -> dict[str, np.ndarray]:
+    return {n: p.detach().double().numpy().copy() for n, p in model.named_parameters()}
+
+
+def train_tracked(model, steps, every, evaluate=None, **options):
+    """SGD on a fixed regression batch; returns the record, the model and every step's weights."""
+    x, y = data()
+    tracker = ConvergenceTracker(model, x[:16], every, evaluate, **options)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.2)
+    saved = {0: weights(model)}
+    tracker.observe(0)
+    for step in range(1, steps + 1):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        tracker.observe(step)
+        saved[step] = weights(model)
+    return tracker.to_record(steps), model, saved
+
+
+def outputs(w: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The three Linear outputs of ``make_model`` by hand."""
+    z0 = x @ w["0.weight"].T + w["0.bias"]
+    z2 = np.tanh(z0) @ w["2.weight"].T + w["2.bias"]
+    z4 = np.tanh(z2) @ w["4.weight"].T + w["4.bias"]
+    return {"0": z0, "2": z2, "4": z4}
+
+
+def cka(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(0), b - b.mean(0)
+    return np.linalg.norm(b.T @ a) ** 2 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b))
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(30, [0, 10, 20, 30]), (25, [0, 10, 20, 25])])
+def test_checkpoints_at_every_step_multiple_and_the_end(steps, expected):
+    record, _, _ = train_tracked(make_model(), steps, every=10)
+    assert record["step"] == expected
+    assert all(len(v["cka"]) == len(expected) for v in record["layers"].values())
+    assert all(len(v["distance"]) == len(expected) for v in record["params"].values())
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"), [(20, [0, 4, 8, 12, 16, 20]), (19, [0, 4, 8, 12, 16, 19])]
+)
+def test_too_many_checkpoints_are_thinned_to_a_coarser_grid(steps, expected):
+    record, _, _ = train_tracked(make_model(), steps, every=1, max_checkpoints=8)
+    assert record["step"] == expected and record["stride"] == 4 and record["every"] == 1
+
+
+def test_record_is_strict_json_with_none_for_undefined():
+    record, _, _ = train_tracked(make_model(frozen="2"), 12, every=4, evaluate=neg_mse)
+    text = json.dumps(record, allow_nan=False)
+    assert json.loads(text) == record
+    assert record["params"]["2.weight"]["distance"] == [None] * 4  # 0 / 0 for a frozen tensor
+
+
+# --------------------------------------------------------------------------------------------
+# the measures, against hand computations
+
+
+def test_cka_is_one_at_the_end_and_matches_the_formula():
+    record, _, saved = train_tracked(make_model(), 20, every=5)
+    x = data()[0][:16].double().numpy()
+    final = outputs(saved[20], x)
+    for layer in ("0", "2", "4"):  # layer 0 (48 features > 16 examples) is stored compacted
+        series = record["layers"][layer]["cka"]
+        assert series[-1] == pytest.approx(1.0, abs=1e-12)
+        for i, step in enumerate(record["step"]):
+            assert series[i] == pytest.approx(
+                cka(outputs(saved[step], x)[layer], final[layer]), abs=1e-5
+            )
+    assert record["examples"] == 16
+
+
+def test_distance_movement_rotation_match_the_definitions():
+    record, _, saved = train_tracked(make_model(), 20, every=5)
+    for name, info in record["params"].items():
+        w0, wT = saved[0][name], saved[20][name]
+        assert info["distance"][0] == 1.0 and info["distance"][-1] == 0.0
+        for i, step in enumerate(record["step"]):
+            w = saved[step][name]
+            expected = np.linalg.norm(w - wT) / np.linalg.norm(w0 - wT)
+            assert info["distance"][i] == pytest.approx(expected, rel=1e-6)
+            cos = (w * w0).sum() / (np.linalg.norm(w) * np.linalg.norm(w0))
+            assert info["rotation"][i] == pytest.approx(1 - cos, abs=1e-6)
+        assert info["movement"][-1] == pytest.approx(
+            np.linalg.norm(wT - w0) / np.linalg.norm(w0), rel=1e-6
+        )
+        assert info["movement"][-1] > 0
+
+
+def test_a_frozen_layer_does_not_move():
+    record, _, _ = train_tracked(make_model(frozen="2"), 12, every=4, evaluate=neg_mse)
+    frozen = [record["params"][n] for n in ("2.weight", "2.bias")]
+    assert all(info["movement"] == [0.0] * 4 for info in frozen)
+    assert all(info["depth"] is None for info in frozen)  # layer_table ranks trainable tensors
+    assert record["params"]["4.weight"]["depth"] == 1  # ... so the head is depth 1
+    assert record["params"]["0.weight"]["movement"][-1] > 0
+    reinit = record["layers"]["2"]["reinit"]
+    assert reinit == [reinit[-1]] * 4  # resetting an unchanged layer changes nothing
+
+
+def test_reinit_resets_one_layer_to_its_checkpoint_value():
+    record, model, saved = train_tracked(make_model(), 12, every=4, evaluate=neg_mse)
+    assert record["metric"] == "metric"
+    after = weights(model)
+    assert all(np.array_equal(after[n], saved[12][n]) for n in after)  # model restored
+    baseline = neg_mse(model)
+    for layer in ("0", "2", "4"):
+        series = record["layers"][layer]["reinit"]
+        assert series[-1] == pytest.approx(baseline, rel=1e-6)
+        reset = copy.deepcopy(model)
+        with torch.no_grad():
+            for kind in ("weight", "bias"):
+                reset.get_submodule(layer).get_parameter(kind).copy_(
+                    torch.from_numpy(saved[4][f"{layer}.{kind}"])
+                )
+        assert series[1] == pytest.approx(neg_mse(reset), rel=1e-6)  # checkpoint step 4
+
+
+# --------------------------------------------------------------------------------------------
+# frames and the bottom-up helper
+
+
+def test_frames_are_tidy_and_follow_the_record():
+    record, _, _ = train_tracked(make_model(), 12, every=4, evaluate=neg_mse)
+    frames = convergence_frames({"key": "k", "convergence": record})
+    assert frames.keys() == convergence_frames(record).keys()
+    assert list(frames["cka"].columns) == ["step", "layer", "depth", "order", "cka"]
+    assert len(frames["cka"]) == 3 * 4 and len(frames["reinit"]) == 3 * 4
+    assert len(frames["distance"]) == len(frames["rotation"]) == 6 * 4
+    assert list(frames["movement"].columns) == ["name", "layer", "depth", "movement"]
+    movement = frames["movement"].set_index("name")["movement"]
+    assert movement["0.weight"] == record["params"]["0.weight"]["movement"][-1]
+    assert frames["cka"].groupby("layer")["depth"].first().to_dict() == {"0": 0, "2": 1, "4": 2}
+    assert list(frames["reinit"].columns) == ["layer", "depth", "checkpoint", "metric"]
+    with pytest.raises(ValueError, match="convergence"):
+        convergence_frames({"key": "k", "config": {}})
+
+
+def cka_frame(depths: dict[str, float | None], reached: dict[str, int]) -> pd.DataFrame:
+    """A CKA frame over steps 0..30 where layer ``l`` first reaches 0.9 at ``reached[l]``."""
+    rows = [
+        (step, layer, depths[layer], 0.95 if step >= reached[layer] else 0.5)
+        for layer in depths
+        for step in (0, 10, 20, 30)
+    ]
+    return pd.DataFrame(rows, columns=["step", "layer", "depth", "cka"])
+
+
+def test_spearman_helper_matches_scipy_with_ties_and_missing_depths():
+    depths = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3, "f": None}
+    reached = {"a": 10, "b": 20, "c": 10, "d": 30, "e": 20, "f": 0}
+    result = bottom_up(cka_frame(depths, reached))
+    expected = stats.spearmanr([0, 1, 1, 2, 3], [10, 20, 10, 30, 20]).statistic
+    assert result["spearman"] == pytest.approx(expected, abs=1e-12)
+    assert result["layers"] == 5  # "f" has no depth
+    assert result["non_decreasing"] is False  # depth 2 converges at 30, depth 3 at 20
+
+    monotone = bottom_up(cka_frame(depths, {**reached, "b": 10, "e": 30}))
+    expected = stats.spearmanr([0, 1, 1, 2, 3], [10, 10, 10, 30, 30]).statistic
+    assert monotone["spearman"] == pytest.approx(expected, abs=1e-12)
+    assert monotone["non_decreasing"] is True
+
+
+def test_convergence_times_read_distance_frames_below_the_threshold():
+    rows = [(s, "w1", 0, d) for s, d in zip((0, 10, 20), (1.0, 0.05, 0.0), strict=True)]
+    rows += [(s, "w2", 1, d) for s, d in zip((0, 10, 20), (1.0, 0.1, 0.0), strict=True)]
+    frame = pd.DataFrame(rows, columns=["step", "name", "depth", "distance"])
+    times = convergence_times(frame)
+    assert times["step"].tolist() == [10.0, 20.0]  # 0.1 is not below 0.1
+    assert bottom_up(frame) == {"spearman": 1.0, "non_decreasing": True, "layers": 2}
+
+
+def test_constant_times_give_no_correlation():
+    result = bottom_up(cka_frame({"a": 0, "b": 1}, {"a": 10, "b": 10}))
+    assert result == {"spearman": None, "non_decreasing": True, "layers": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# RunConfig and train.run
+
+
+def test_config_without_probing_keeps_its_key(tiny_config):
+    assert tiny_config.key() == TINY_CONFIG_KEY
+    assert "probe" not in tiny_config.canonical_json()
+    probed = tiny_config.replace(probe_every=10)
+    assert probed.key() != TINY_CONFIG_KEY and probed.to_dict()["probe_every"] == 10
+    assert RunConfig.from_dict(probed.to_dict()) == probed
+    assert tiny_config.replace(probe_examples=64).to_dict()["probe_examples"] == 64
+
+
+@pytest.mark.skipif(not RESULTS.is_dir(), reason="no committed results/ store")
+def test_committed_records_keep_their_keys():
+    paths = sorted(RESULTS.glob("*/*.json"))
+    for path in paths:
+        record = json.loads(path.read_text())
+        assert RunConfig.from_dict(record["config"]).key() == record["key"] == path.stem
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"probe_every": 0}, "probe_every"),
+        ({"probe_every": 2.5}, "probe_every"),
+        ({"probe_examples": 0}, "probe_examples"),
+    ],
+)
+def test_bad_probe_settings_fail_naming_them(tiny_config, change, named):
+    with pytest.raises(ValueError, match=named):
+        tiny_config.replace(**change)
+
+
+def test_run_records_convergence_only_when_asked(tiny_config, tmp_path):
+    plain = train.run(tiny_config)
+    record = train.run(tiny_config.replace(probe_every=10, probe_examples=64))
+    assert "convergence" not in plain
+    json.dumps(record, allow_nan=False)
+    conv = record["convergence"]
+    assert conv["step"] == [0, 10, 20, 30] and conv["examples"] == 64
+    assert conv["metric"] == "val_acc"
+    assert list(conv["layers"]) == ["body.0", "body.2", "head"]
+    assert [conv["layers"][m]["depth"] for m in conv["layers"]] == [0, 1, 2]
+    assert all(v["reinit"][-1] == record["final"]["val_acc"] for v in conv["layers"].values())
+    assert record["curves"] == plain["curves"]  # probing does not change training
+    assert record["final"] == plain["final"]
+    runs = bottom_up_runs([plain, record])
+    assert runs["key"].tolist() == [record["key"]] and runs["layers"].tolist() == [3]
+    store = Store(tmp_path)
+    store.put("probe", record)
+    assert store.get("probe", tiny_config.replace(probe_every=10, probe_examples=64)) == record
+
+
+def test_a_diverged_run_still_gives_a_strict_json_record(tiny_config):
+    record = train.run(tiny_config.replace(optimizer="sgd", lr=1e4, probe_every=1))
+    assert record["status"] == "diverged"
+    conv = record["convergence"]
+    assert conv["step"][-1] == record["steps_done"]
+    json.dumps(record, allow_nan=False)
