@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -82,3 +84,21 @@ def test_inverse_attention_scale_is_one_over_head_dim():
 def test_bad_model_arguments_are_named(call, named):
     with pytest.raises(ValueError, match=named):
         call()
+
+
+def test_gpt_init_starts_the_character_model_near_uniform_predictions():
+    """GPT-2's N(0, 0.02) scheme (the text default) gives initial loss ~ ln(vocab); PyTorch's
+    N(0, 1) embedding tied to the head gives logits ~ sqrt(width) and a loss far above it."""
+    x = torch.randint(0, 65, (8, 33), generator=torch.Generator().manual_seed(0))
+
+    def first_loss(**options):
+        torch.manual_seed(0)
+        model = models.build("transformer", "tinyshakespeare", **options)
+        logits = model(x[:, :-1])
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).item()
+
+    assert abs(first_loss() - math.log(65)) < 0.1
+    assert first_loss(init="torch") > 3 * math.log(65)
+    model = models.build("transformer", "tinyshakespeare", depth=4)
+    proj_std = model.blocks[0].attn.proj.weight.std().item()
+    assert proj_std == pytest.approx(0.02 / math.sqrt(8), rel=0.1)

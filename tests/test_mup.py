@@ -79,7 +79,13 @@ def test_tied_transformer_multipliers():
 def test_param_groups_of_a_tied_transformer():
     """Through the project's layer table: the width is found from the tied head's alias."""
     model = models.build(
-        "transformer", "tinyshakespeare", width=128, depth=1, heads=4, attn_scale="inverse"
+        "transformer",
+        "tinyshakespeare",
+        width=128,
+        depth=1,
+        heads=4,
+        attn_scale="inverse",
+        init="torch",
     )
     to_mup(model, 32)
     groups = param_groups(model, 1e-3, MuP(32, "adam"), example_input=torch.zeros(2, 8).long())
@@ -134,9 +140,17 @@ def test_to_mup_equals_sp_at_base_width():
 
 def test_to_mup_transformer():
     with pytest.raises(ValueError, match="inverse"):
-        to_mup(models.build("transformer", "tinyshakespeare", width=64, depth=1), 32)
+        to_mup(models.build("transformer", "tinyshakespeare", width=64, depth=1, init="torch"), 32)
+    with pytest.raises(ValueError, match="init='gpt'"):  # GPT-2's fixed-std draw is not SP's
+        to_mup(models.build("transformer", "tinyshakespeare", attn_scale="inverse"), 32)
     model = models.build(
-        "transformer", "tinyshakespeare", width=64, depth=1, heads=4, attn_scale="inverse"
+        "transformer",
+        "tinyshakespeare",
+        width=64,
+        depth=1,
+        heads=4,
+        attn_scale="inverse",
+        init="torch",
     )
     to_mup(model, 32, zero_query=True)
     assert model.head.weight is model.embed.weight  # tie kept

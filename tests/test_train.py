@@ -93,3 +93,15 @@ def test_per_layer_rule_and_monitor_reach_the_record(tiny_config):
     for name, lr in expected.items():
         assert layers["params"][name]["lr"] == pytest.approx([lr] * 3)
     json.dumps(record, allow_nan=False)
+
+
+def test_gradient_clipping_bounds_the_global_norm(tiny_config):
+    clip = 1e-3
+    record = train.run(tiny_config.replace(grad_clip=clip, monitor_every=10, optimizer="sgd"))
+    params = record["layers"]["params"]
+    for i in range(3):  # global norm over all tensors at each monitored step
+        total = sum(p["g_norm"][i] ** 2 for p in params.values()) ** 0.5
+        assert total <= clip * (1 + 1e-4)
+    unclipped = train.run(tiny_config.replace(monitor_every=10, optimizer="sgd"))
+    first = sum(p["g_norm"][0] ** 2 for p in unclipped["layers"]["params"].values()) ** 0.5
+    assert first > 10 * clip  # so the bound above is the clipping at work

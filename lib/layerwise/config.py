@@ -22,7 +22,7 @@ FORMAT_VERSION = 1
 
 # Fields added after records were first stored.  They are left out of the canonical JSON while
 # they hold their default, so every config that does not use them keeps the key it had before.
-_OMITTED_AT_DEFAULT: tuple[str, ...] = ("probe_every", "probe_examples")
+_OMITTED_AT_DEFAULT: tuple[str, ...] = ("probe_every", "probe_examples", "grad_clip")
 
 
 class FrozenDict(dict):
@@ -72,8 +72,9 @@ class RunConfig:
         probe_every: keep convergence checkpoints (representations on a fixed probe batch and
             weights, ``probes.ConvergenceTracker``) every this many steps (``None``: off).
         probe_examples: validation examples (text: validation windows) in the probe batch.
+        grad_clip: clip the global gradient norm to this value before each step (``None``: off).
 
-    ``probe_every`` and ``probe_examples`` are left out of the canonical JSON (and so of the key
+    ``probe_every``, ``probe_examples`` and ``grad_clip`` are left out of the canonical JSON (and so of the key
     and ``to_dict``) while they hold their defaults: configs that do not probe keep their keys.
     """
 
@@ -98,6 +99,7 @@ class RunConfig:
     diverge_factor: float = 5.0
     probe_every: int | None = None
     probe_examples: int = 512
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -127,6 +129,9 @@ class RunConfig:
         if self.probe_every is not None:
             check_int("probe_every", self.probe_every, 1)
         check_int("probe_examples", self.probe_examples, 1)
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip)
+            object.__setattr__(self, "grad_clip", float(self.grad_clip))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""

@@ -215,8 +215,11 @@ class Transformer(nn.Module):
         block: int,
         tie: bool,
         attn_scale: str,
+        init: str = "torch",
     ):
         super().__init__()
+        check_choice("transformer init", init, ("torch", "gpt"))
+        self.init = init
         self.language = spec.task == "language"
         if self.language:
             self.embed = nn.Embedding(spec.num_classes, width)
@@ -243,6 +246,22 @@ class Transformer(nn.Module):
         self.head = nn.Linear(width, spec.num_classes, bias=not (self.language and tie))
         if self.language and tie:
             self.head.weight = self.embed.weight
+        if init == "gpt":
+            self._gpt_init(depth)
+
+    def _gpt_init(self, depth: int) -> None:
+        """GPT-2's initialisation (Radford et al. 2019, as in nanoGPT): weights of linear and
+        embedding layers ~ N(0, 0.02^2), biases 0, and the two projections that write into the
+        residual stream ~ N(0, (0.02 / sqrt(2 * depth))^2).  PyTorch's default N(0, 1) embedding
+        would make a tied head's initial logits ~ sqrt(width) large."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            for residual_out in (block.attn.proj, block.mlp[2]):
+                nn.init.normal_(residual_out.weight, std=0.02 / math.sqrt(2 * depth))
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         if self.language:
@@ -289,11 +308,20 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
         "mnist1d": {"width": 64, "depth": 2, "heads": 4, "patch": 4},
         "fashion_mnist": {"width": 64, "depth": 2, "heads": 4, "patch": 7},
         "cifar10": {"width": 128, "depth": 4, "heads": 4, "patch": 4},
-        "tinyshakespeare": {"width": 128, "depth": 4, "heads": 4, "block": 64, "tie": True},
+        "tinyshakespeare": {
+            "width": 128,
+            "depth": 4,
+            "heads": 4,
+            "block": 64,
+            "tie": True,
+            "init": "gpt",
+        },
     },
 }
 _DEFAULTS["lstm"] = _DEFAULTS["gru"]
-_COMMON = {"transformer": {"attn_scale": "sqrt", "patch": 4, "block": 64, "tie": True}}
+_COMMON = {
+    "transformer": {"attn_scale": "sqrt", "patch": 4, "block": 64, "tie": True, "init": "torch"}
+}
 
 MODELS: tuple[str, ...] = tuple(_DEFAULTS)
 
@@ -312,7 +340,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     head, 0 for none), ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``embed`` (text);
     ``mlp``: ``context``, ``embed`` (text); ``transformer``: ``heads``, ``patch`` (patch length or
     side), ``block`` (text context), ``tie`` (tie head to the token embedding), ``attn_scale``
-    (``"sqrt"`` or muP's ``"inverse"``).  Missing options take ``default_options(name, dataset)``.
+    (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``: PyTorch's defaults;
+    ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).  Missing options take ``default_options(name, dataset)``.
     """
     check_choice("model", name, MODELS)
     if isinstance(dataset, _data.Dataset):
@@ -338,5 +367,13 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     if name in ("gru", "lstm"):
         return Recurrent(spec, name, o["width"], o["depth"], embed, o.get("bidirectional", False))
     return Transformer(
-        spec, o["width"], o["depth"], o["heads"], o["patch"], o["block"], o["tie"], o["attn_scale"]
+        spec,
+        o["width"],
+        o["depth"],
+        o["heads"],
+        o["patch"],
+        o["block"],
+        o["tie"],
+        o["attn_scale"],
+        o["init"],
     )

@@ -218,8 +218,8 @@ def to_mup(
     ``1/sqrt(width)`` shrinkage of the initial logits: ``zero_readout=True`` zeroes an untied
     head weight, ``zero_query=True`` the query rows of every fused ``qkv`` projection.  Both are
     off by default.  Raises ``ValueError`` for a model with recurrent layers, a head that is not
-    ``nn.Linear`` (or is already a :class:`Readout`), or attention not built with
-    ``attn_scale="inverse"``.  Returns ``model``; train it with rates from ``MuP(base_width,
+    ``nn.Linear`` (or is already a :class:`Readout`), a transformer built with ``init="gpt"``, or
+    attention not built with ``attn_scale="inverse"``.  Returns ``model``; train it with rates from ``MuP(base_width,
     optimizer)``.
     """
     check_positive("base_width", base_width)
@@ -228,6 +228,11 @@ def to_mup(
         raise ValueError("to_mup needs an SP model with an nn.Linear readout `head`")
     if any(isinstance(m, nn.RNNBase) for m in model.modules()):
         raise ValueError("to_mup supports the MLP and transformer families, not recurrent layers")
+    if getattr(model, "init", "torch") != "torch":
+        raise ValueError(
+            f"to_mup rescales PyTorch's default initialisation, got init={model.init!r}; "
+            "build the model with init='torch'"
+        )
     for name, module in model.named_modules():
         if isinstance(module, SelfAttention):
             head_dim = module.qkv.in_features // module.heads

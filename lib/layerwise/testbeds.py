@@ -92,7 +92,8 @@ TESTBEDS: dict[str, Testbed] = {
             "Fashion-MNIST README: 2 conv layers, <100K parameters, 0.925",
         ),
         # tiny-shakespeare: nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, block 64,
-        # batch 12, 2000 iterations, warmup 100 then cosine to lr/10, AdamW beta2 0.99, wd 0.1).
+        # batch 12, 2000 iterations, warmup 100 then cosine to lr/10, AdamW beta2 0.99, weight
+        # decay 0.1 on matrices only (the uniform rule's default), gradient norm clipped at 1).
         Testbed(
             "tinyshakespeare/transformer",
             RunConfig(
@@ -105,6 +106,8 @@ TESTBEDS: dict[str, Testbed] = {
                 eval_every=250,
                 optimizer="adamw",
                 optimizer_options={"weight_decay": 0.1, "betas": [0.9, 0.99]},
+                rule={"name": "uniform"},
+                grad_clip=1.0,
                 schedule="cosine",
                 schedule_options={"warmup": 100, "final": 0.1},
             ),

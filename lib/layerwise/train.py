@@ -241,6 +241,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         if monitor is not None:
             monitor.before_step(step)
         optimizer.step()
