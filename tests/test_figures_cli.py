@@ -49,3 +49,26 @@ def test_failures_are_summarised_and_metadata_is_stripped(tmp_path):
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in nb.cells)
     assert nb.cells[1].outputs[0]["text"] == "2\n"
     assert len(nb.cells) == 2  # no injected-parameters cell when defaults are used
+
+
+def test_readme_verdicts_are_the_notebooks_verdicts():
+    """The README's answer table is copied from the executed notebooks, never typed by hand."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert figures.readme_verdicts(root) in (root / "README.md").read_text()
+
+
+def test_update_readme_rewrites_only_the_marked_section(tmp_path):
+    root = _project(tmp_path, {"01_a": "print('verdict')"})
+    nb_path = root / "notebooks" / "01_a.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[1].source = "# NBVAL_CHECK_OUTPUT\nprint('verdict')"
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="a | b\n")]
+    nbformat.write(nb, nb_path)
+    readme = root / "README.md"
+    readme.write_text(f"intro\n{figures.VERDICTS_START}\nstale\n{figures.VERDICTS_END}\noutro\n")
+    figures.update_readme(root)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n")
+    assert "stale" not in text and "a | b" in text and "01_a" in text
