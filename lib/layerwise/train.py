@@ -213,6 +213,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
     )
     n_steps = total_steps(config, dataset)
     scheduler = schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
+    if config.schedule == "constant" and not config.schedule_options.get("warmup"):
+        scheduler = None  # a multiplier of 1 at every step: skip LambdaLR's per-step cost
     monitor = None
     if config.monitor_every:
         from .probes import Monitor
@@ -250,7 +252,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
             monitor.after_step(step)
         if tracker is not None:
             tracker.observe(step)
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         window_sum, window_n = window_sum + value, window_n + 1
         if bar is not None:
             bar.update()
