@@ -14,6 +14,13 @@ if "LAYERWISE_DATA" not in os.environ and (SHARED_DATA / "tinyshakespeare.txt").
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True)
+def training_allowed(monkeypatch):
+    """CI sets LAYERWISE_REQUIRE_STORED for the notebook checks; unit tests train tiny models
+    (a test of the switch sets it again itself)."""
+    monkeypatch.delenv("LAYERWISE_REQUIRE_STORED", raising=False)
+
+
 @pytest.fixture
 def tiny_config():
     """A run that trains in well under a second (MNIST-1D MLP, 30 steps)."""
