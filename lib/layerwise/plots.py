@@ -95,7 +95,7 @@ def learning_curves(
     for ax, name in zip(axes, names, strict=True):
         rows = curves[curves[panel] == name]
         sns.lineplot(
-            data=rows, x="step", y=y, hue=hue, errorbar=("ci", 95), ax=ax, legend=bool(hue)
+            data=rows, x="step", y=y, hue=hue, errorbar=("ci", 95), seed=0, ax=ax, legend=bool(hue)
         )
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("training step")
