@@ -10,7 +10,6 @@ endif
 ifneq ($(wildcard ../shared/data/tinyshakespeare.txt),)
 export LAYERWISE_DATA ?= $(abspath ../shared/data)
 endif
-export MPLBACKEND ?= Agg
 
 .PHONY: figures test lint bench env
 
