@@ -21,7 +21,7 @@ import pandas as pd
 
 from .config import FORMAT_VERSION, RunConfig
 
-__all__ = ["DEFAULT_ROOT", "Store", "UnreadableRecordWarning"]
+__all__ = ["DEFAULT_ROOT", "Store", "UnreadableRecordWarning", "records_frame"]
 
 DEFAULT_ROOT = Path("results")
 
@@ -123,7 +123,7 @@ class Store:
             if configs is None
             else [r for r in (self.get(study, c) for c in configs) if r is not None]
         )
-        return pd.DataFrame([_flatten(r) for r in records])
+        return records_frame(records)
 
     def curves(self, study: str, configs: Iterable[RunConfig] | None = None) -> pd.DataFrame:
         """Long frame of the learning curves: key, step, metric columns, plus config columns."""
@@ -137,6 +137,11 @@ class Store:
             for i, step in enumerate(curves["step"]):
                 rows.append({**base, **{k: v[i] for k, v in curves.items()}, "step": step})
         return pd.DataFrame(rows)
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """The tidy frame of ``Store.frame`` built from records already in memory."""
+    return pd.DataFrame([_flatten(r) for r in records])
 
 
 def _flatten(record: dict) -> dict[str, Any]:

@@ -99,16 +99,14 @@ def run_configs(
     """
     store = store or Store()
     configs = list(configs)
-    todo = store.missing(study, configs)
+    found = {c.key(): store.get(study, c) for c in configs}  # each record is read once
+    todo = list({c.key(): c for c in configs if found[c.key()] is None}.values())
     if todo and os.environ.get("LAYERWISE_REQUIRE_STORED", "") not in ("", "0"):
         raise MissingRunsError(study, todo)
     if todo:
-        _execute(todo, study, store, jobs, executor, progress)
-    records = [store.get(study, c) for c in configs]
-    lost = [c for c, r in zip(configs, records, strict=True) if r is None]
-    if lost:
-        raise RuntimeError(f"{len(lost)} run(s) finished but their records cannot be read")
-    return records  # type: ignore[return-value]
+        for record in _execute(todo, study, store, jobs, executor, progress):
+            found[record["key"]] = record
+    return [found[c.key()] for c in configs]  # type: ignore[misc]
 
 
 @contextlib.contextmanager
@@ -136,7 +134,8 @@ def _execute(
     jobs: int | None,
     executor: Executor | None,
     progress: bool,
-) -> None:
+) -> Iterator[dict]:
+    """Train ``todo``, write each record as it finishes and yield it."""
     from tqdm.auto import tqdm
 
     with (
@@ -145,14 +144,18 @@ def _execute(
     ):
         if pool is None:
             for config in todo:
-                store.put(study, _train_one(config))
+                record = _train_one(config)
+                store.put(study, record)
                 bar.update()
+                yield record
             return
         futures = [pool.submit(_train_one, c) for c in todo]
         try:
             for future in as_completed(futures):
-                store.put(study, future.result())
+                record = future.result()
+                store.put(study, record)
                 bar.update()
+                yield record
         except BaseException:
             for future in futures:
                 future.cancel()

@@ -24,7 +24,7 @@ import pandas as pd
 from . import stats
 from ._validate import check_choice, check_positive
 from .config import RunConfig
-from .store import Store
+from .store import Store, records_frame
 from .sweep import run_configs, worker_pool
 
 __all__ = ["METRICS", "TuningResult", "log_grid", "tune"]
@@ -115,27 +115,33 @@ def tune(
             tune_seeds,
             final_seeds,
             max_extensions,
-            store,
             dict(store=store, jobs=jobs, executor=pool, progress=progress),
         )
 
 
-def _tune(arms, lrs, study, metric, tune_seeds, final_seeds, max_extensions, store, run):
+def _tune(arms, lrs, study, metric, tune_seeds, final_seeds, max_extensions, run):
     larger = METRICS[metric]
     val_col, test_col = f"val_{metric}", f"test_{metric}"
     step = math.log10(lrs[1] / lrs[0])
 
     grids = {name: list(lrs) for name in arms}
+    records: dict[str, dict] = {}  # key -> record of every run this tuning needs
+
+    def ensure(configs: Sequence[RunConfig]) -> None:
+        records.update((r["key"], r) for r in run_configs(configs, study, **run))
+
+    def rows(configs: Sequence[RunConfig], arm: str) -> pd.DataFrame:
+        return records_frame(records[c.key()] for c in configs).assign(arm=arm)
 
     def grid_configs(names: Sequence[str]) -> list[RunConfig]:
         return [
             arms[n].replace(lr=lr, seed=s) for n in names for lr in grids[n] for s in tune_seeds
         ]
 
-    run_configs(grid_configs(list(arms)), study, **run)
+    ensure(grid_configs(list(arms)))
     edges = {}
     for extension in range(max_extensions + 1):
-        frames = {n: _rows(store, study, grid_configs([n]), n) for n in arms}
+        frames = {n: rows(grid_configs([n]), n) for n in arms}
         best = {n: _pick(frames[n], val_col, larger) for n in arms}
         edges = {n: _edge(best[n], grids[n]) for n in arms}
         to_extend = [n for n, e in edges.items() if e]
@@ -145,18 +151,12 @@ def _tune(arms, lrs, study, metric, tune_seeds, final_seeds, max_extensions, sto
             lo, hi = grids[n][0], grids[n][-1]
             new = lo / 10**step if edges[n] == "low" else hi * 10**step
             grids[n] = sorted(grids[n] + [float(f"{new:.4g}")])
-        run_configs(grid_configs(to_extend), study, **run)
+        ensure(grid_configs(to_extend))
 
-    finals = [arms[n].replace(lr=best[n], seed=s) for n in arms for s in final_seeds]
-    run_configs(finals, study, **run)
+    finals = {n: [arms[n].replace(lr=best[n], seed=s) for s in final_seeds] for n in arms}
+    ensure([c for configs in finals.values() for c in configs])
     sensitivity = pd.concat([frames[n] for n in arms], ignore_index=True)
-    final = pd.concat(
-        [
-            _rows(store, study, [arms[n].replace(lr=best[n], seed=s) for s in final_seeds], n)
-            for n in arms
-        ],
-        ignore_index=True,
-    )
+    final = pd.concat([rows(finals[n], n) for n in arms], ignore_index=True)
     rows = []
     for n in arms:
         f = final[final["arm"] == n]
@@ -189,8 +189,3 @@ def _edge(best: float, grid: Sequence[float]) -> str | None:
     if math.isclose(best, grid[-1]):
         return "high"
     return None
-
-
-def _rows(store: Store, study: str, configs: Sequence[RunConfig], arm: str) -> pd.DataFrame:
-    frame = store.frame(study, configs)
-    return frame.assign(arm=arm)
