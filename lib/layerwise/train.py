@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch"]
 
 EVAL_BATCH = 2048  # examples (or text windows) per forward pass when evaluating
+REINIT_POINTS = 8  # checkpoints the re-initialisation table resets each layer to
+REINIT_EXAMPLES = 1000  # validation examples per re-initialisation evaluation (not text)
 CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
 
 
@@ -139,21 +141,26 @@ def _tracker(
     """The run's ``probes.ConvergenceTracker``, or ``None`` when ``probe_every`` is not set.
 
     Probe batch: the first ``probe_examples`` validation examples (text: the first validation
-    windows).  Re-initialisation metric: validation accuracy for classification, minus the
-    validation loss for text -- on the validation curve's evenly spread windows, to bound the
-    cost of one evaluation per layer and checkpoint.
+    windows).  Re-initialisation metric, at ``REINIT_POINTS`` of the checkpoints: validation
+    accuracy on the first ``REINIT_EXAMPLES`` validation examples for classification, minus the
+    validation loss on every fourth of the validation curve's evenly spread windows for text
+    (64 windows of ``block`` characters) -- both bound the cost of one evaluation per layer and
+    checkpoint.
     """
     if not config.probe_every:
         return None
     from .probes.tracker import ConvergenceTracker
 
     if language:
-        metric, split = "neg_val_loss", val_curve
+        metric, split = "neg_val_loss", data.Split(val_curve.x[::4], val_curve.y[::4])
 
         def score(m: nn.Module) -> float:
             return -evaluate(m, split)["loss"]
     else:
-        metric, split = "val_acc", val_full
+        metric, split = (
+            "val_acc",
+            data.Split(val_full.x[:REINIT_EXAMPLES], val_full.y[:REINIT_EXAMPLES]),
+        )
 
         def score(m: nn.Module) -> float:
             return evaluate(m, split)["acc"]
@@ -165,6 +172,7 @@ def _tracker(
         score,
         metric=metric,
         max_examples=config.probe_examples,
+        reinit_points=REINIT_POINTS,
     )
 
 

@@ -27,7 +27,7 @@ from .config import RunConfig
 from .store import Store, records_frame
 from .sweep import run_configs, worker_pool
 
-__all__ = ["METRICS", "TuningResult", "log_grid", "tune"]
+__all__ = ["METRICS", "TuningResult", "log_grid", "stored_best_lr", "tune"]
 
 # metric -> whether larger is better
 METRICS = {"acc": True, "loss": False}
@@ -189,3 +189,29 @@ def _edge(best: float, grid: Sequence[float]) -> str | None:
     if math.isclose(best, grid[-1]):
         return "high"
     return None
+
+
+def stored_best_lr(
+    store: Store,
+    study: str,
+    config: RunConfig,
+    metric: str = "acc",
+    tune_seeds: Sequence[int] = (0,),
+) -> float | None:
+    """The rate ``tune`` chose for ``config`` in ``study``, read from the store without training.
+
+    Among the stored grid runs of ``study`` that equal ``config`` except for ``lr`` and
+    ``seed`` (seed in ``tune_seeds``), the one with the best mean validation ``metric``
+    (diverged runs count as failures, as in ``tune``); ``None`` when the store holds none.
+    """
+    check_choice("metric", metric, METRICS)
+    probe = config.replace(lr=1.0, seed=0).key()
+    records = [
+        r
+        for r in store.records(study)
+        if r["config"]["seed"] in tune_seeds
+        and RunConfig.from_dict(r["config"]).replace(lr=1.0, seed=0).key() == probe
+    ]
+    if not records:
+        return None
+    return _pick(records_frame(records), f"val_{metric}", METRICS[metric])

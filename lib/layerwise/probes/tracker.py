@@ -98,6 +98,17 @@ def _parent(name: str) -> str:
     return name.rpartition(".")[0]
 
 
+def _spread(n: int, points: int | None) -> list[int]:
+    """Indices of ``points`` of ``n`` checkpoints: 0, ``n - 1`` and, in between, the indices
+    nearest to a geometric sequence from 1 to ``n - 1`` (all ``n`` when ``points`` is ``None``
+    or at least ``n``)."""
+    if points is None or points >= n:
+        return list(range(n))
+    inner = np.geomspace(1, n - 1, points - 1)
+    chosen = sorted({0, n - 1, *(int(round(v)) for v in inner)})
+    return chosen
+
+
 class ConvergenceTracker:
     """Keep checkpoints of ``model`` during training and measure per-layer convergence.
 
@@ -114,6 +125,11 @@ class ConvergenceTracker:
             checkpoints would exceed ``max_checkpoints - 1``, the interval doubles and the
             checkpoints off the new grid are dropped (step 0 always stays), so the kept steps are
             always 0 and the multiples of :attr:`stride`, plus the final step.
+        reinit_points: cap on the checkpoints the robustness table resets to (``None``: all).
+            One evaluation per layer and checkpoint can cost more than the training itself, so
+            a cap keeps step 0, the final checkpoint and the checkpoints nearest to
+            geometrically spaced indices in between -- dense early, as the epochs
+            {0, 1, 2, 5, 10, 20} of Zhang, Bengio, Singer.
         debiased: use the debiased CKA estimator (see :func:`~layerwise.probes.linear_cka`).
 
     The training loop calls :meth:`observe` at step 0 (before training) and after every
@@ -144,11 +160,14 @@ class ConvergenceTracker:
         metric: str = "metric",
         max_examples: int = 512,
         max_checkpoints: int = 30,
+        reinit_points: int | None = None,
         debiased: bool = False,
     ):
         check_int("every", every, 1)
         check_int("max_examples", max_examples, 1)
         check_int("max_checkpoints", max_checkpoints, 2)
+        if reinit_points is not None:
+            check_int("reinit_points", reinit_points, 2)
         self.model = model
         self.probe = probe_input[:max_examples]
         self.every = every
@@ -156,6 +175,7 @@ class ConvergenceTracker:
         self.evaluate = evaluate
         self.metric = metric
         self.max_checkpoints = max_checkpoints
+        self.reinit_points = reinit_points
         self.debiased = debiased
         self.steps: list[int] = []
         self._activations: list[dict[str, torch.Tensor]] = []
@@ -231,15 +251,16 @@ class ConvergenceTracker:
         added as ``final_step`` unless that step was already kept.  Returns::
 
             {"every": k, "stride": s, "examples": n, "metric": name or None,
-             "step": [0, ..., final_step],
+             "step": [0, ..., final_step], "reinit_step": [0, ..., final_step],
              "layers": {module: {"depth", "order", "cka": [...] or None,
                                  "reinit": [...] or None}},
              "params": {name: {"layer", "depth", "distance": [...], "movement": [...],
                                "rotation": [...]}}}
 
-        Every list is aligned with ``"step"``.  ``cka[i]`` is the CKA of the module's output at
-        ``step[i]`` to its final output; ``reinit[i]`` the metric of the final model with the
-        module reset to its ``step[i]`` value; ``movement[-1]`` is ``||w_T - w_0|| / ||w_0||``.
+        Every list is aligned with ``"step"``, except ``reinit``, aligned with ``"reinit_step"``
+        (all steps, or ``reinit_points`` of them).  ``cka[i]`` is the CKA of the module's output
+        at ``step[i]`` to its final output; ``reinit[j]`` the metric of the final model with the
+        module reset to its ``reinit_step[j]`` value; ``movement[-1]`` is ``||w_T - w_0|| / ||w_0||``.
         """
         if not self.steps or self.steps[-1] != final_step:
             self.checkpoint(final_step)
@@ -258,9 +279,14 @@ class ConvergenceTracker:
             for name, group in frame.groupby("name"):
                 per_param[name][column] = [_finite(v) for v in group[column]]
         reinit: dict[str, list] = {}
+        chosen = _spread(len(steps), self.reinit_points)
         if self.evaluate is not None:
             table = reinit_robustness(
-                self.model, self._states, self.evaluate, layers=self.layers, steps=steps
+                self.model,
+                [self._states[i] for i in chosen],
+                self.evaluate,
+                layers=self.layers,
+                steps=[steps[i] for i in chosen],
             )
             reinit = {
                 layer: [_finite(v) for v in group["metric"]]
@@ -272,6 +298,7 @@ class ConvergenceTracker:
             "examples": int(self.probe.shape[0]),
             "metric": self.metric if self.evaluate is not None else None,
             "step": steps,
+            "reinit_step": [steps[i] for i in chosen],
             "layers": {
                 module: {
                     "depth": self.layer_depth[module],
@@ -330,14 +357,16 @@ def convergence_frames(record: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """
     conv = _convergence(record)
     steps = conv["step"]
+    reinit_steps = conv.get("reinit_step", steps)
     rows: dict[str, list] = {name: [] for name in FRAMES}
     for layer, info in conv["layers"].items():
         depth = info["depth"]
-        for i, step in enumerate(steps):
-            if info.get("cka") is not None:
-                rows["cka"].append((step, layer, depth, info["order"], _nan(info["cka"][i])))
-            if info.get("reinit") is not None:
-                rows["reinit"].append((layer, depth, step, _nan(info["reinit"][i])))
+        if info.get("cka") is not None:
+            for step, value in zip(steps, info["cka"], strict=True):
+                rows["cka"].append((step, layer, depth, info["order"], _nan(value)))
+        if info.get("reinit") is not None:
+            for step, value in zip(reinit_steps, info["reinit"], strict=True):
+                rows["reinit"].append((layer, depth, step, _nan(value)))
     for name, info in conv["params"].items():
         layer, depth = info["layer"], info["depth"]
         for column in ("distance", "rotation"):
