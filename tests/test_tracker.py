@@ -257,6 +257,15 @@ def test_config_without_probing_keeps_its_key(tiny_config):
     assert tiny_config.replace(probe_examples=64).to_dict()["probe_examples"] == 64
 
 
+def test_config_without_transfer_keeps_its_key(tiny_config):
+    spelled_out = tiny_config.replace(init_from=None, reinit=("head",), unfreeze_every=None)
+    assert spelled_out.key() == TINY_CONFIG_KEY == train.run(tiny_config)["key"]
+    assert not {"init_from", "reinit", "unfreeze_every"} & set(tiny_config.to_dict())
+    assert tiny_config.replace(unfreeze_every=5).key() != TINY_CONFIG_KEY
+    fine_tune = tiny_config.replace(init_from=tiny_config, reinit=())
+    assert fine_tune.key() != tiny_config.replace(init_from=tiny_config).key()
+
+
 @pytest.mark.skipif(not RESULTS.is_dir(), reason="no committed results/ store")
 def test_committed_records_keep_their_keys():
     paths = sorted(RESULTS.glob("*/*.json"))

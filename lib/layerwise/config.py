@@ -22,7 +22,14 @@ FORMAT_VERSION = 1
 
 # Fields added after records were first stored.  They are left out of the canonical JSON while
 # they hold their default, so every config that does not use them keeps the key it had before.
-_OMITTED_AT_DEFAULT: tuple[str, ...] = ("probe_every", "probe_examples", "grad_clip")
+_OMITTED_AT_DEFAULT: tuple[str, ...] = (
+    "probe_every",
+    "probe_examples",
+    "grad_clip",
+    "init_from",
+    "reinit",
+    "unfreeze_every",
+)
 
 
 class FrozenDict(dict):
@@ -73,9 +80,20 @@ class RunConfig:
             weights, ``probes.ConvergenceTracker``) every this many steps (``None``: off).
         probe_examples: validation examples (text: validation windows) in the probe batch.
         grad_clip: clip the global gradient norm to this value before each step (``None``: off).
+        init_from: the config (``to_dict()``, or the ``RunConfig`` itself) of a pretraining run
+            whose final weights initialise this one (``transfer.pretrained_state``); ``None``
+            trains from scratch.  Stored in canonical form, so equal runs give equal keys.
+        reinit: top-level modules of the model that keep their fresh seeded initialisation
+            instead of the pretrained weights (ULMFiT's new classifier head); only with
+            ``init_from``.
+        unfreeze_every: ULMFiT's gradual unfreezing (``transfer.GradualUnfreezing``): train only
+            the top depth for this many steps, then one more depth below every this many steps
+            (``None``: every layer trains from the first step).
 
-    ``probe_every``, ``probe_examples`` and ``grad_clip`` are left out of the canonical JSON (and so of the key
-    and ``to_dict``) while they hold their defaults: configs that do not probe keep their keys.
+    The fields added after the first stored records (``probe_every``, ``probe_examples``,
+    ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``) are left out of the canonical
+    JSON (and so of the key and ``to_dict``) while they hold their defaults: configs that do
+    not use them keep their keys.
     """
 
     dataset: str
@@ -100,6 +118,9 @@ class RunConfig:
     probe_every: int | None = None
     probe_examples: int = 512
     grad_clip: float | None = None
+    init_from: Mapping[str, Any] | None = None
+    reinit: tuple[str, ...] = ("head",)
+    unfreeze_every: int | None = None
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -132,6 +153,31 @@ class RunConfig:
         if self.grad_clip is not None:
             check_positive("grad_clip", self.grad_clip)
             object.__setattr__(self, "grad_clip", float(self.grad_clip))
+        self._check_transfer()
+
+    def _check_transfer(self) -> None:
+        """Canonicalise ``init_from`` (a valid pretraining config) and check ``reinit`` and
+        ``unfreeze_every``."""
+        if self.init_from is not None:
+            source = self.init_from
+            if not isinstance(source, RunConfig):
+                if not isinstance(source, Mapping):
+                    raise ValueError(f"init_from must be a RunConfig dict, got {source!r}")
+                try:
+                    source = RunConfig.from_dict(source)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"init_from is not a valid RunConfig: {exc}") from exc
+            object.__setattr__(self, "init_from", _freeze(source.to_dict()))
+        reinit = self.reinit
+        if not isinstance(reinit, (list, tuple)) or not all(
+            isinstance(n, str) and n for n in reinit
+        ):
+            raise ValueError(f"reinit must be a sequence of module names, got {reinit!r}")
+        object.__setattr__(self, "reinit", tuple(reinit))
+        if self.init_from is None and self.reinit != ("head",):
+            raise ValueError(f"reinit={self.reinit!r} needs init_from (a pretraining run)")
+        if self.unfreeze_every is not None:
+            check_int("unfreeze_every", self.unfreeze_every, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""

@@ -17,6 +17,13 @@ Sources, in the order they are tried:
   Splits follow nanoGPT: the first 90% of characters is training data (its last ninth is our
   validation split), the last 10% is the test split (nanoGPT's "val").
 * ``cifar10`` -- download only (the binary version, no pickle).
+
+Every classification benchmark also takes ``classes`` (keep these original labels, renumbered
+0..k-1 in the given order, in all three splits) and ``train_per_class`` (keep only the first N
+training examples of each kept class, in the training split's fixed order): the class-split and
+few-shot data of a transfer study such as ULMFiT's (Howard & Ruder 2018, arXiv:1801.06146).
+Inputs keep the normalisation of the whole training split, so a model pretrained on some
+classes sees the same input scale when it is fine-tuned on others.
 """
 
 from __future__ import annotations
@@ -26,13 +33,13 @@ import gzip
 import hashlib
 import os
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_options, check_positive
+from ._validate import check_choice, check_int, check_options, check_positive
 
 __all__ = [
     "DATASETS",
@@ -130,10 +137,11 @@ class Dataset:
 # public entry point
 
 
+_SUBSET_OPTIONS = {"classes", "train_per_class"}
 _OPTIONS = {
-    "mnist1d": {"num_samples", "val_fraction"},
-    "fashion_mnist": {"val_fraction"},
-    "cifar10": {"val_fraction"},
+    "mnist1d": {"num_samples", "val_fraction"} | _SUBSET_OPTIONS,
+    "fashion_mnist": {"val_fraction"} | _SUBSET_OPTIONS,
+    "cifar10": {"val_fraction"} | _SUBSET_OPTIONS,
     "tinyshakespeare": set(),
 }
 
@@ -147,10 +155,14 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
             the network.
         **options: ``val_fraction`` (share of the published training split held out for
             validation, default 0.1) for image data; ``num_samples`` for ``mnist1d`` (default
-            5000, the published size).
+            5000, the published size).  Classification data also take ``classes`` (a sequence
+            of distinct original labels to keep, at least two; they become labels 0..k-1 in the
+            given order in every split and ``spec.num_classes`` becomes k) and
+            ``train_per_class`` (keep the first N examples of each kept class of the training
+            split, after the validation carve-out; validation and test stay whole).
 
     Raises:
-        ValueError: unknown name or option.
+        ValueError: unknown name or option, or a bad option value.
         DataUnavailableError: no source worked (the message says what to install or set).
     """
     check_choice("dataset", name, DATASETS)
@@ -158,14 +170,88 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
     val_fraction = options.get("val_fraction", 0.1)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if name == "tinyshakespeare":
+        return _load_tinyshakespeare(bool(download))
+    num_samples = int(check_positive("num_samples", options.get("num_samples", 5000)))
+    classes = _checked_classes(name, options.get("classes"))
+    per_class = options.get("train_per_class")
+    if per_class is not None:
+        check_int("train_per_class", per_class, 1)
+    if classes is None and per_class is None:
+        return _load_whole(name, bool(download), float(val_fraction), num_samples)
+    return _load_subset(name, bool(download), float(val_fraction), num_samples, classes, per_class)
+
+
+def _load_whole(name: str, download: bool, val_fraction: float, num_samples: int) -> Dataset:
     if name == "mnist1d":
-        num_samples = int(check_positive("num_samples", options.get("num_samples", 5000)))
-        return _load_mnist1d(num_samples, float(val_fraction))
+        return _load_mnist1d(num_samples, val_fraction)
     if name == "fashion_mnist":
-        return _load_fashion_mnist(bool(download), float(val_fraction))
-    if name == "cifar10":
-        return _load_cifar10(bool(download), float(val_fraction))
-    return _load_tinyshakespeare(bool(download))
+        return _load_fashion_mnist(download, val_fraction)
+    return _load_cifar10(download, val_fraction)
+
+
+# --------------------------------------------------------------------------------------------
+# class subsets and few-shot training data
+
+
+def _checked_classes(name: str, classes: object) -> tuple[int, ...] | None:
+    """``classes`` as a hashable tuple (``None`` stays ``None``); raises naming a bad label."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise ValueError(f"{name} classes must be a sequence of labels, got {classes!r}")
+    labels = tuple(classes)
+    for label in labels:
+        check_int(f"{name} class label", label, 0)
+        check_choice(f"{name} class label", label, range(DATASETS[name].num_classes))
+    if len(set(labels)) != len(labels) or len(labels) < 2:
+        raise ValueError(
+            f"{name} classes must be at least two distinct labels, got {list(labels)!r}"
+        )
+    return labels
+
+
+def _relabel(split: Split, lookup: torch.Tensor) -> Split:
+    """Keep the examples whose label maps to a new label (>= 0 in ``lookup``), relabelled."""
+    new = lookup[split.y]
+    keep = new >= 0
+    return Split(split.x[keep], new[keep])
+
+
+def _first_per_class(split: Split, k: int, per_class: int) -> Split:
+    """The first ``per_class`` examples of each of labels 0..k-1, in the split's order."""
+    counts = torch.bincount(split.y, minlength=k)
+    if int(counts.min()) < per_class:
+        label = int(counts.argmin())
+        raise ValueError(
+            f"train_per_class={per_class!r} exceeds the {int(counts[label])} training examples "
+            f"of class {label} (after relabelling); valid: 1..{int(counts.min())}"
+        )
+    rank = torch.zeros_like(split.y)  # position of each example among those of its class
+    for label in range(k):
+        where = (split.y == label).nonzero().squeeze(1)
+        rank[where] = torch.arange(len(where))
+    keep = rank < per_class
+    return Split(split.x[keep], split.y[keep])
+
+
+@functools.lru_cache(maxsize=4)
+def _load_subset(
+    name: str,
+    download: bool,
+    val_fraction: float,
+    num_samples: int,
+    classes: tuple[int, ...] | None,
+    per_class: int | None,
+) -> Dataset:
+    whole = _load_whole(name, download, val_fraction, num_samples)
+    classes = classes or tuple(range(whole.spec.num_classes))
+    lookup = torch.full((whole.spec.num_classes,), -1, dtype=torch.long)
+    lookup[list(classes)] = torch.arange(len(classes))
+    train, val, test = (_relabel(s, lookup) for s in (whole.train, whole.val, whole.test))
+    if per_class is not None:
+        train = _first_per_class(train, len(classes), per_class)
+    return Dataset(replace(whole.spec, num_classes=len(classes)), train, val, test)
 
 
 # --------------------------------------------------------------------------------------------

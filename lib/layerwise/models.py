@@ -1,4 +1,5 @@
-"""Four model families -- dense, convolutional, recurrent, self-attention -- for every dataset.
+"""Four model families -- dense, convolutional, recurrent, self-attention -- for every dataset,
+and a hybrid that holds all four layer types in one network (classification only).
 
 ``build(name, dataset, **options)`` returns an ``nn.Module`` that maps a batch of the dataset's
 inputs to logits: ``(batch, classes)`` for classification, ``(batch, time, vocab)`` for a
@@ -281,6 +282,40 @@ class Transformer(nn.Module):
         return self.head(h if self.language else h.mean(dim=1))
 
 
+class Hybrid(nn.Module):
+    """All four layer types in one classifier, in the order of the question:
+
+    ``conv`` stem (Conv1d, stride 2, ReLU) -> ``rnn`` (one GRU layer over the stem's positions)
+    -> ``ln`` + ``attn`` (pre-norm residual self-attention, no MLP) -> mean over positions ->
+    ``fc`` (dense, ReLU) -> ``head`` (dense).
+
+    MNIST-1D enters as a one-channel sequence of 40 values; an image enters one row per position
+    (the row's pixels of all channels are the channels of the convolution).  Every type is a
+    separate module, so type-wise rates (``rules.ByKind``) and per-layer probes see one layer of
+    each kind: conv, recurrent, attention (with its LayerNorm, kind ``norm``) and dense.
+    """
+
+    def __init__(self, spec: _data.DatasetSpec, width: int, heads: int):
+        super().__init__()
+        if spec.task == "language":
+            raise ValueError("the hybrid model is a classifier; tinyshakespeare is a language task")
+        shape = spec.input_shape
+        channels = 1 if len(shape) == 1 else shape[0] * shape[2]
+        self.conv = nn.Conv1d(channels, width, 5, stride=2, padding=2)
+        self.rnn = nn.GRU(width, width, batch_first=True)
+        self.ln = nn.LayerNorm(width)
+        self.attn = SelfAttention(width, heads, causal=False)
+        self.fc = nn.Linear(width, width)
+        self.head = nn.Linear(width, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.unsqueeze(1) if x.dim() == 2 else x.permute(0, 1, 3, 2).flatten(1, 2)
+        h = F.relu(self.conv(seq)).transpose(1, 2)  # (batch, positions, width)
+        h, _ = self.rnn(h)
+        h = h + self.attn(self.ln(h))
+        return self.head(F.relu(self.fc(h.mean(dim=1))))
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 
@@ -319,6 +354,12 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
     },
 }
 _DEFAULTS["lstm"] = _DEFAULTS["gru"]
+_DEFAULTS["hybrid"] = {
+    "mnist1d": {"width": 32, "heads": 4},
+    "fashion_mnist": {"width": 64, "heads": 4},
+    "cifar10": {"width": 64, "heads": 4},
+    "tinyshakespeare": {"width": 32, "heads": 4},  # refused by Hybrid: not a classifier
+}
 _COMMON = {
     "transformer": {"attn_scale": "sqrt", "patch": 4, "block": 64, "tie": True, "init": "torch"}
 }
@@ -338,7 +379,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
 
     Options (all families): ``width``, ``depth``; ``cnn``: ``hidden`` (dense layer before the
     head, 0 for none), ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``embed`` (text);
-    ``mlp``: ``context``, ``embed`` (text); ``transformer``: ``heads``, ``patch`` (patch length or
+    ``mlp``: ``context``, ``embed`` (text); ``hybrid``: ``width``, ``heads`` only (no depth);
+    ``transformer``: ``heads``, ``patch`` (patch length or
     side), ``block`` (text context), ``tie`` (tie head to the token embedding), ``attn_scale``
     (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``: PyTorch's defaults;
     ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).  Missing options take ``default_options(name, dataset)``.
@@ -351,12 +393,14 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     else:
         spec = _data.spec(dataset)
     defaults = default_options(name, spec.name)
-    valid = set(defaults) | {"embed"} if name != "transformer" else set(defaults)
+    valid = set(defaults) | {"embed"} if name not in ("transformer", "hybrid") else set(defaults)
     check_options(f"{name} model", options, valid)
     o = {**defaults, **options}
     for key in ("width", "depth", "heads", "patch", "block", "context", "embed"):
         if key in o and key != "depth":
             check_positive(key, o[key])
+    if name == "hybrid":
+        return Hybrid(spec, o["width"], o["heads"])
     if o.get("depth", 1) < 0 or (name != "mlp" and o["depth"] < 1):
         raise ValueError(f"depth must be >= 1 for {name} (>= 0 for mlp), got {o['depth']!r}")
     embed = o.get("embed", 64)

@@ -10,6 +10,11 @@ With ``config.monitor_every`` the record also holds per-tensor training statisti
 convergence measurements (``record["convergence"]``, ``probes.ConvergenceTracker``: CKA to the
 final representation, distance to the final weights, movement, rotation and re-initialisation
 robustness), read back with ``probes.convergence_frames``.
+
+With ``config.init_from`` the model starts from the final weights of that pretraining run
+(``transfer.load_pretrained``; its ``reinit`` modules keep their fresh seeded initialisation),
+and with ``config.unfreeze_every`` the lower depths stay frozen until their turn
+(``transfer.GradualUnfreezing``): ULMFiT's fine-tuning controls (Howard & Ruder 2018).
 """
 
 from __future__ import annotations
@@ -192,6 +197,22 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
     Deterministic for a given seed on one machine and thread count.  ``dataset`` may pass an
     already loaded dataset (it must be ``config.dataset``); ``progress`` shows a tqdm bar.
     """
+    return _train(config, progress, dataset)[0]
+
+
+def _pretrained(config: RunConfig) -> dict[str, torch.Tensor] | None:
+    if config.init_from is None:
+        return None
+    from . import transfer
+
+    return transfer.pretrained_state(RunConfig.from_dict(config.init_from))
+
+
+def _train(
+    config: RunConfig, progress: bool, dataset: data.Dataset | None
+) -> tuple[dict, nn.Module]:
+    """``run``'s loop; also hands back the trained model (``transfer.pretrained_state``)."""
+    pretrained = _pretrained(config)  # before the clock: a missing pretraining run trains here
     start_time = time.perf_counter()
     torch.set_num_threads(config.threads)
     if dataset is None:
@@ -202,6 +223,10 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
 
     torch.manual_seed(config.seed)
     model = models.build(config.model, dataset.spec, **config.model_options)
+    if pretrained is not None:
+        from . import transfer
+
+        transfer.load_pretrained(model, pretrained, config.reinit)
     batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
     if language:
         batches = _text_batches(dataset.train, config.batch_size, config.block, batch_rng)
@@ -229,6 +254,11 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
 
         monitor = Monitor(model, optimizer, every=config.monitor_every)
     tracker = _tracker(model, config, language, val_curve, val_full)
+    unfreezing = None
+    if config.unfreeze_every:
+        from . import transfer
+
+        unfreezing = transfer.GradualUnfreezing(model, val_curve.x[:2], config.unfreeze_every)
 
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
     status, diverged_at, first_loss = "ok", None, None
@@ -251,6 +281,8 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if unfreezing is not None:
+            unfreezing.apply(step)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         if monitor is not None:
@@ -305,4 +337,4 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
         record["layers"] = monitor.to_record()
     if tracker is not None:
         record["convergence"] = convergence
-    return record
+    return record, model
