@@ -313,3 +313,40 @@ def test_a_diverged_run_still_gives_a_strict_json_record(tiny_config):
     conv = record["convergence"]
     assert conv["step"][-1] == record["steps_done"]
     json.dumps(record, allow_nan=False)
+
+
+def test_reinit_checkpoints_are_capped_dense_early_and_keep_both_ends():
+    from layerwise.probes.tracker import _spread
+
+    assert _spread(5, None) == [0, 1, 2, 3, 4]
+    assert _spread(5, 9) == [0, 1, 2, 3, 4]
+    chosen = _spread(30, 8)
+    assert chosen[0] == 0 and chosen[-1] == 29 and len(chosen) <= 8
+    # geometric: 1, 29^(1/6), ... rounded -- computed here independently of the tracker
+    expected = sorted({0, 29, *(round(29 ** (k / 6)) for k in range(7))})
+    assert chosen == expected
+    gaps = [b - a for a, b in zip(chosen, chosen[1:], strict=False)]
+    assert gaps == sorted(gaps)  # dense early, sparse late
+
+
+def test_capped_reinit_table_is_aligned_with_its_own_steps():
+    x, y = data()
+
+    def evaluate(m):
+        with torch.no_grad():
+            return float(nn.functional.mse_loss(m(x), y))
+
+    record, model, _ = train_tracked(
+        make_model(), 12, every=1, evaluate=evaluate, max_checkpoints=20, reinit_points=4
+    )
+    steps = record["step"]
+    assert len(steps) == 13 and len(record["reinit_step"]) == 4
+    assert record["reinit_step"][0] == 0 and record["reinit_step"][-1] == 12
+    assert set(record["reinit_step"]) <= set(steps)
+    trained = evaluate(model)
+    for info in record["layers"].values():
+        assert len(info["reinit"]) == 4
+        assert info["reinit"][-1] == pytest.approx(trained)  # reset to final = unchanged
+        assert len(info["cka"] or steps) == len(steps)  # CKA keeps every checkpoint
+    frame = convergence_frames(record)["reinit"]
+    assert sorted(frame["checkpoint"].unique()) == record["reinit_step"]

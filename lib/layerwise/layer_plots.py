@@ -10,7 +10,13 @@ import seaborn as sns
 
 from .plots import panel_grid
 
-__all__ = ["convergence_curves", "convergence_vs_depth", "ratio_curves", "reinit_heatmaps"]
+__all__ = [
+    "convergence_curves",
+    "convergence_vs_depth",
+    "movement_vs_depth",
+    "ratio_curves",
+    "reinit_heatmaps",
+]
 
 DEPTH_PALETTE = "viridis"
 FRACTION_LABEL = "fraction of training"
@@ -27,19 +33,26 @@ def _depth_legend(ax: plt.Axes, title: str = "depth") -> None:
 
 
 def convergence_curves(
-    frame: pd.DataFrame, value: str, ylabel: str, threshold: float | None = None
+    frame: pd.DataFrame,
+    value: str,
+    ylabel: str,
+    threshold: float | None = None,
+    hue: str = "depth",
 ) -> plt.Figure:
     """``value`` (e.g. CKA to final) against the fraction of training, one line per depth
-    (mean over seeds and over the layers sharing a depth), one panel per testbed."""
+    (mean over seeds and over the layers sharing a depth; ``hue="layer"``: one line per layer),
+    one panel per testbed."""
     panels = _by_testbed(frame.dropna(subset=["depth", value]))
     fig, axes = panel_grid(len(panels))
     for ax, (bed, rows) in zip(axes, panels, strict=True):
         rows = rows.assign(depth=rows["depth"].astype(int))
+        order = rows.groupby(hue)["depth"].min().sort_values(kind="stable").index.tolist()
         sns.lineplot(
             data=rows,
             x="fraction",
             y=value,
-            hue="depth",
+            hue=hue,
+            hue_order=order,
             palette=DEPTH_PALETTE,
             errorbar=None,
             ax=ax,
@@ -47,7 +60,7 @@ def convergence_curves(
         if threshold is not None:
             ax.axhline(threshold, color="grey", lw=0.8, ls="--")
         ax.set(title=bed, xlabel=FRACTION_LABEL, ylabel=ylabel)
-        _depth_legend(ax)
+        _depth_legend(ax, hue)
     fig.tight_layout()
     return fig
 
@@ -130,5 +143,22 @@ def ratio_curves(ratios: pd.DataFrame) -> plt.Figure:
         )
         ax.set(yscale="log", title=bed, xlabel=FRACTION_LABEL, ylabel="||g|| / ||w||")
         _depth_legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def movement_vs_depth(movement: pd.DataFrame) -> plt.Figure:
+    """Relative movement ``||w_T - w_0|| / ||w_0||`` of every weight tensor against its depth
+    (log scale), one point per tensor and seed: how far training carried each layer."""
+    panels = _by_testbed(movement.dropna(subset=["depth", "movement"]))
+    fig, axes = panel_grid(len(panels))
+    for ax, (bed, rows) in zip(axes, panels, strict=True):
+        rows = rows[rows["movement"] > 0].assign(depth=rows["depth"].astype(int))
+        sns.stripplot(
+            data=rows, x="depth", y="movement", size=3, alpha=0.6, ax=ax, native_scale=True
+        )
+        ax.set(
+            title=bed, yscale="log", xlabel="depth (0 = input)", ylabel="||w_T - w_0|| / ||w_0||"
+        )
     fig.tight_layout()
     return fig

@@ -34,11 +34,13 @@ from .verdicts import format_ci
 
 __all__ = [
     "BASELINE_STUDY",
+    "answer",
     "CHECKPOINTS",
     "MONITOR_POINTS",
     "convergence_long",
     "criticality_table",
     "instrumented",
+    "per_layer_table",
     "ordering_table",
     "ratio_frame",
     "ratio_spread",
@@ -61,14 +63,19 @@ def seeds_for(bed: Testbed, profile: str = "full") -> tuple[int, ...]:
     return (1, 2, 3, 4, 5) if bed.config.dataset == "mnist1d" else (1, 2, 3)
 
 
-def instrumented(bed: Testbed, store: Store, profile: str = "full") -> list[RunConfig]:
+def instrumented(
+    bed: Testbed, store: Store | None, profile: str = "full", lr: float | None = None
+) -> list[RunConfig]:
     """The study's runs of one testbed: its tuned single rate, tracker and monitor on.
 
-    The rate is the one ``01_baselines`` chose on validation for this exact config (read from
-    ``store``); without that record (the smoke profile) the testbed's placeholder rate is used.
+    The rate is ``lr`` when given, else the one ``01_baselines`` chose on validation for this
+    exact config (read from ``store``); without that record (the smoke profile) the testbed's
+    placeholder rate is used.
     """
     config = bed.config
-    lr = stored_best_lr(store, BASELINE_STUDY, config, bed.metric) or config.lr
+    if lr is None and store is not None:
+        lr = stored_best_lr(store, BASELINE_STUDY, config, bed.metric)
+    lr = lr or config.lr
     dataset = load(config.dataset, **config.data_options)
     steps = total_steps(config, dataset)
     if dataset.spec.task == "language":
@@ -150,7 +157,8 @@ def criticality_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     initial value, minus the trained model's own error; per layer of lowest depth (the first
     layer) and for the worst upper *hidden* layer (every layer above the first except the
     output head).  Reproduced when the first layer's reset gives >= 80% error and every upper
-    hidden layer's reset adds < 5 points, in :data:`ORDERING_SHARE` of the seeds.  Only
+    hidden layer's reset adds < 5 points, in :data:`ORDERING_SHARE` of the seeds; *not
+    applicable* to a model without upper hidden layers (a one-layer GRU and its head).  Only
     classifiers enter (a language model's robustness is measured in loss, not error).
     """
     rows = []
@@ -176,7 +184,7 @@ def criticality_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             upper_rise = float((1 - upper["metric"] - trained).max()) if len(upper) else math.nan
             first_errors.append(first_error)
             upper_rises.append(upper_rise)
-            holds += first_error >= CRITICAL_ERROR and not upper_rise >= ROBUST_RISE
+            holds += first_error >= CRITICAL_ERROR and upper_rise < ROBUST_RISE
         rows.append(
             {
                 "testbed": bed,
@@ -187,7 +195,11 @@ def criticality_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                     else "n/a (no upper hidden layer)"
                 ),
                 "pattern holds in": f"{holds}/{len(first_errors)}",
-                "verdict": _share_verdict(holds, len(first_errors)),
+                "verdict": (
+                    _share_verdict(holds, len(first_errors))
+                    if any(math.isfinite(v) for v in upper_rises)
+                    else "not applicable"
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -261,6 +273,82 @@ def ratio_spread(ratios: pd.DataFrame) -> pd.DataFrame:
                 "weight matrices": int(g["name"].nunique()),
                 "max/min ||g||/||w|| at the first step": round(float(start), 1),
                 "max/min over training (geometric mean)": round(float(overall), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _names(table: pd.DataFrame, column: str, verdict: str) -> list[str]:
+    return table.loc[table[column] == verdict, "testbed"].tolist()
+
+
+def answer(ordering: pd.DataFrame, criticality: pd.DataFrame, spread: pd.DataFrame) -> str:
+    """The study's statements, one per verdict column, computed from the three tables."""
+
+    def sentence(table: pd.DataFrame, column: str, claim: str) -> str:
+        yes, no = _names(table, column, "reproduced"), _names(table, column, "not reproduced")
+        return (
+            f"- {claim}: holds in {len(yes)} of {len(yes) + len(no)} testbeds"
+            + (f" ({', '.join(yes)})" if yes else "")
+            + (f"; not in {', '.join(no)}" if no else "")
+            + "."
+        )
+
+    low = spread["max/min ||g||/||w|| at the first step"]
+    mean = spread["max/min over training (geometric mean)"]
+    return "\n".join(
+        [
+            sentence(
+                ordering,
+                "CKA: verdict",
+                "Bottom-up convergence of representations (CKA to final reaches 0.9 no later "
+                "in a lower layer, in >= 80% of seeds; Raghu et al. 2017)",
+            ),
+            sentence(
+                ordering,
+                "weights: verdict",
+                "Shallow layers' weights settle first (distance to final < 0.1 no later in a "
+                "lower layer, in >= 80% of seeds; Chen et al. 2023)",
+            ),
+            sentence(
+                criticality,
+                "verdict",
+                "First layer critical, upper hidden layers robust to re-initialisation "
+                "(Zhang, Bengio, Singer)",
+            ),
+            f"- Under one learning rate the layers' relative gradients ||g||/||w|| differ by a "
+            f"factor of {low.min():g} to {low.max():g} at the first step and {mean.min():g} to "
+            f"{mean.max():g} on average over training (largest over smallest layer, median "
+            "over seeds): the spread a per-layer rate would correct.",
+        ]
+    )
+
+
+def per_layer_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per layer of one model (e.g. the hybrid): its kind of parameters, depth, convergence
+    time of its representation (first CKA >= 0.9) and of its weights (distance to final < 0.1),
+    as fractions of training, and its relative movement, each as mean with a 95% t interval
+    over seeds.  Layers with several weight tensors take their largest matrix's values."""
+    times = times_long(records)
+    movement = convergence_long(records, "movement")
+    rows = []
+    cka = times[times["measure"] == "CKA >= 0.9"]
+    weights = times[times["measure"] != "CKA >= 0.9"]
+    layers = cka.dropna(subset=["depth"]).groupby("unit")["depth"].min().sort_values()
+    for layer, depth in layers.items():
+        rep = cka[cka["unit"] == layer]["fraction"].fillna(1.0).tolist()
+        mine = weights[weights["unit"].str.rpartition(".")[0] == layer]
+        mine = mine[mine["unit"].str.endswith("weight") | mine["unit"].str.contains("weight_")]
+        w = mine.groupby("seed")["fraction"].max().fillna(1.0).tolist()
+        mv = movement[movement["layer"] == layer].dropna(subset=["movement"])
+        mv = mv.groupby("seed")["movement"].max().tolist()
+        rows.append(
+            {
+                "layer": layer,
+                "depth": int(depth),
+                "CKA >= 0.9 at (95% CI)": format_ci(*mean_ci(rep), digits=2),
+                "weights settled at (95% CI)": format_ci(*mean_ci(w), digits=2) if w else "n/a",
+                "movement (95% CI)": format_ci(*mean_ci(mv), digits=2) if mv else "n/a",
             }
         )
     return pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["METRIC_LABELS", "learning_curves", "lr_sensitivity", "panel_grid"]
+__all__ = ["METRIC_LABELS", "effect_sizes", "learning_curves", "lr_sensitivity", "panel_grid"]
 
 METRIC_LABELS = {
     "val_acc": "validation accuracy",
@@ -100,5 +100,49 @@ def learning_curves(
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel(METRIC_LABELS.get(y, y))
+    fig.tight_layout()
+    return fig
+
+
+def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform") -> plt.Figure:
+    """Paired difference to the uniform arm with its 95% interval, one row per testbed, one
+    marker colour per arm, one panel per ``group`` (optimizer); the dashed line is no effect.
+    Arms whose best rate sat on the edge of the grid are drawn hollow."""
+    rows = table[table["verdict"] != "baseline"].dropna(subset=["diff"])
+    groups = list(dict.fromkeys(rows["group"]))
+    fig, axes = panel_grid(len(groups), ncols=2, size=4.6)
+    arms = list(dict.fromkeys(rows["arm"]))
+    colours = dict(zip(arms, sns.color_palette("colorblind", len(arms)), strict=True))
+    for ax, group in zip(axes, groups, strict=True):
+        g = rows[rows["group"] == group]
+        beds = list(dict.fromkeys(g["testbed"]))
+        offsets = np.linspace(-0.25, 0.25, len(arms)) if len(arms) > 1 else [0.0]
+        for offset, arm in zip(offsets, arms, strict=True):
+            a = g[g["arm"] == arm]
+            y = [beds.index(b) + offset for b in a["testbed"]]
+            err = [a["diff"] - a["diff_low"], a["diff_high"] - a["diff"]]
+            hollow = a["verdict"] == "not tuned"
+            ax.errorbar(a["diff"], y, xerr=err, fmt="none", ecolor=colours[arm], lw=1)
+            ax.scatter(
+                a["diff"][~hollow],
+                np.asarray(y)[~hollow.to_numpy()],
+                color=colours[arm],
+                label=arm,
+                zorder=3,
+                s=18,
+            )
+            ax.scatter(
+                a["diff"][hollow],
+                np.asarray(y)[hollow.to_numpy()],
+                facecolor="white",
+                edgecolor=colours[arm],
+                zorder=3,
+                s=18,
+            )
+        ax.axvline(0, color="grey", ls="--", lw=0.8)
+        ax.set_yticks(range(len(beds)), beds, fontsize=7)
+        ax.invert_yaxis()
+        ax.set(title=str(group), xlabel=xlabel)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
