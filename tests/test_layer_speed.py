@@ -110,6 +110,7 @@ def test_stored_best_lr_reads_the_tuning_seed_of_the_same_config(tmp_path, tiny_
                 "status": "ok",
                 "final": {"val_acc": acc},
                 "wall_time_s": 1.0,
+                "diverged_at": None,
             },
         )
     assert stored_best_lr(store, "s", tiny_config.replace(lr=5.0)) == pytest.approx(0.01)
