@@ -20,7 +20,8 @@ def _cheapest(n: int) -> list[dict]:
             r
             for study in sorted(p.name for p in store.root.iterdir() if p.is_dir())
             for r in store.records(study)
-            if r["status"] == "ok"
+            # a fine-tuning run's wall time leaves out the pretraining it needs
+            if r["status"] == "ok" and "init_from" not in r["config"]
         ]
         if store.root.is_dir()
         else []
