@@ -99,7 +99,11 @@ def reinit_heatmaps(reinit: pd.DataFrame) -> plt.Figure:
     panels = _by_testbed(reinit.dropna(subset=["depth"]))
     fig, axes = panel_grid(len(panels), ncols=3, size=4.2)
     for ax, (bed, rows) in zip(axes, panels, strict=True):
-        rows = rows.assign(error=1 - rows["metric"], at=rows["fraction"].round(2))
+        rows = rows.assign(
+            error=1 - rows["metric"],
+            at=rows["fraction"].round(2),
+            layer=rows["layer"].replace("", "(model: loose parameters)"),
+        )
         order = rows.groupby("layer")["depth"].min().sort_values(kind="stable").index
         table = rows.pivot_table(index="layer", columns="at", values="error").reindex(order)
         sns.heatmap(
