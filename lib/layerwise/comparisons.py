@@ -57,7 +57,7 @@ OPTIMIZERS: dict[str, dict] = {
     "adamw": {"grid": (1e-3, 1e-2), "options": {"weight_decay": 0.0}},
     "sgd": {"grid": (1e-2, 1e-1), "options": {"momentum": 0.9, "weight_decay": 0.0}},
 }
-MAX_EXTENSIONS = 2
+MAX_EXTENSIONS = 4  # a discriminative arm scales most layers down, so its best base rate sits high
 SHORT_BUDGETS: dict[str, dict] = {
     "mnist1d": {"steps": 1000, "epochs": None, "eval_every": 250},
     "fashion_mnist/mlp": {"steps": None, "epochs": 2},
