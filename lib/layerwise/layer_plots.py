@@ -83,6 +83,7 @@ def convergence_vs_depth(times: pd.DataFrame) -> plt.Figure:
             ax=ax,
             native_scale=True,
             alpha=0.6,
+            jitter=False,  # no random offsets: regenerated figures are identical
         )
         means = rows.groupby(["measure", "depth"])["fraction"].mean().reset_index()
         sns.lineplot(data=means, x="depth", y="fraction", hue="measure", legend=False, ax=ax)
@@ -159,7 +160,14 @@ def movement_vs_depth(movement: pd.DataFrame) -> plt.Figure:
     for ax, (bed, rows) in zip(axes, panels, strict=True):
         rows = rows[rows["movement"] > 0].assign(depth=rows["depth"].astype(int))
         sns.stripplot(
-            data=rows, x="depth", y="movement", size=3, alpha=0.6, ax=ax, native_scale=True
+            data=rows,
+            x="depth",
+            y="movement",
+            size=3,
+            alpha=0.6,
+            ax=ax,
+            native_scale=True,
+            jitter=False,
         )
         ax.set(
             title=bed, yscale="log", xlabel="depth (0 = input)", ylabel="||w_T - w_0|| / ||w_0||"
