@@ -22,6 +22,17 @@ def training_allowed(monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (and the machine is shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_config():
     """A run that trains in well under a second (MNIST-1D MLP, 30 steps)."""
     from layerwise.config import RunConfig

@@ -31,13 +31,7 @@ TINY_CONFIG_KEY = "07bf4981ee090baec353"
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(frozen: str | None = None) -> nn.Sequential:

@@ -14,13 +14,7 @@ from layerwise.config import RunConfig
 FIRST, LAST = (0, 1, 2, 3, 4), (9, 7, 5, 8, 6)  # LAST is out of order: labels follow the order
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .comparisons import final_seeds
 from .config import RunConfig
 from .data import load
 from .models import build
@@ -57,10 +58,9 @@ TEXT_PROBE_WINDOWS = 64
 
 
 def seeds_for(bed: Testbed, profile: str = "full") -> tuple[int, ...]:
-    """Fresh seeds (never the tuning seed 0): five on MNIST-1D, three elsewhere; two in smoke."""
-    if profile == "smoke":
-        return (1, 2)
-    return (1, 2, 3, 4, 5) if bed.config.dataset == "mnist1d" else (1, 2, 3)
+    """Fresh seeds (never the tuning seed 0), as in the comparisons: five on MNIST-1D, three
+    elsewhere; two in smoke."""
+    return final_seeds(bed.config.dataset, profile)
 
 
 def instrumented(
