@@ -16,7 +16,9 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    baseline = timed([sys.executable, "-c", "import layerwise.tuning, layerwise.plots"])
+    baseline = timed(
+        [sys.executable, "-c", "import layerwise.harness.tuning, layerwise.harness.plots"]
+    )
     figures = timed([sys.executable, "-m", "layerwise", "figures"])
     print(
         f"python -m layerwise figures (warm store): {figures:.1f} s "

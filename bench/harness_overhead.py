@@ -1,4 +1,4 @@
-"""Harness overhead: steps per second of ``layerwise.train.run`` against a minimal hand-written
+"""Harness overhead: steps per second of ``layerwise.harness.train.run`` against a minimal hand-written
 PyTorch loop on the same model, data, batch size and thread count, measured in one process.
 
 Prints the ratio (target >= 0.95).  Both loops include the same periodic validation pass, so the
@@ -14,8 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from layerwise import data, models, train
-from layerwise.config import RunConfig
+from layerwise.harness import data, models, train
+from layerwise.harness.config import RunConfig
 
 
 def minimal_loop(config: RunConfig, dataset: data.Dataset) -> float:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from layerwise import models
+from layerwise.harness import models
 from layerwise.probes import Monitor
 
 EVERY = 10

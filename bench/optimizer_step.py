@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from layerwise import models
+from layerwise.harness import models
 from layerwise.optim import LAMB, LARS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

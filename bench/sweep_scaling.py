@@ -10,9 +10,9 @@ from __future__ import annotations
 import tempfile
 import time
 
-from layerwise.config import RunConfig
-from layerwise.store import Store
-from layerwise.sweep import grid, run_configs
+from layerwise.harness.config import RunConfig
+from layerwise.harness.store import Store
+from layerwise.harness.sweep import grid, run_configs
 
 
 def runs_per_hour(jobs: int, runs: int) -> float:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from layerwise import data, layer_speed, testbeds, train
+from layerwise.harness import data, testbeds, train
+from layerwise.studies import layer_convergence as layer_speed
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def one_thread():
 @pytest.fixture
 def tiny_config():
     """A run that trains in well under a second (MNIST-1D MLP, 30 steps)."""
-    from layerwise.config import RunConfig
+    from layerwise.harness.config import RunConfig
 
     return RunConfig(
         dataset="mnist1d",
@@ -54,7 +54,7 @@ def has_shakespeare() -> bool:
 
 
 def has_fashion() -> bool:
-    from layerwise import data
+    from layerwise.harness import data
 
     try:
         data.load("fashion_mnist", download=False)

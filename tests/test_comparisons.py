@@ -10,11 +10,11 @@ import pytest
 import torch
 from scipy import stats
 
-from layerwise import comparisons as cmp
 from layerwise import groups
-from layerwise.config import RunConfig
-from layerwise.models import build
-from layerwise.tuning import TuningResult
+from layerwise.harness import comparisons as cmp
+from layerwise.harness.config import RunConfig
+from layerwise.harness.models import build
+from layerwise.harness.tuning import TuningResult
 
 
 def _rates(config):

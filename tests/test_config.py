@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from layerwise.config import FORMAT_VERSION, RunConfig
+from layerwise.harness.config import FORMAT_VERSION, RunConfig
 
 
 def test_key_is_stable_and_sensitive(tiny_config):
@@ -24,7 +24,7 @@ def test_equal_values_give_equal_keys(tiny_config):
 
 
 def test_key_covers_the_results_format_version(tiny_config, monkeypatch):
-    import layerwise.config as config
+    import layerwise.harness.config as config
 
     before = tiny_config.key()
     monkeypatch.setattr(config, "FORMAT_VERSION", FORMAT_VERSION + 1)

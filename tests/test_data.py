@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import has_fashion, has_shakespeare
-from layerwise import data
+from layerwise.harness import data
 
 
 def test_mnist1d_matches_the_package_and_published_split():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from layerwise import figures
 from layerwise.__main__ import main
+from layerwise.harness import runner as figures
 
 
 def _project(tmp_path, cells: dict[str, str]):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from layerwise import layer_speed, testbeds
-from layerwise.config import FORMAT_VERSION, RunConfig
-from layerwise.store import Store
-from layerwise.tuning import stored_best_lr
+from layerwise.harness import testbeds
+from layerwise.harness.config import FORMAT_VERSION, RunConfig
+from layerwise.harness.store import Store
+from layerwise.harness.tuning import stored_best_lr
+from layerwise.studies import layer_convergence as layer_speed
 
 
 def record(seed, cka, reinit, metric="val_acc", model="mlp", distance=None):

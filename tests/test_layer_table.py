@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from layerwise import models
 from layerwise.groups import KINDS, layer_table
+from layerwise.harness import models
 
 INPUTS = {
     "mnist1d": lambda: torch.randn(2, 40),

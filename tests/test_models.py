@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from layerwise import data, models
+from layerwise.harness import data, models
 
 INPUTS = {
     "mnist1d": lambda: torch.randn(3, 40),

@@ -12,8 +12,8 @@ from mup import MuReadout, set_base_shapes
 from mup.coord_check import get_coord_data
 from torch import nn
 
-from layerwise import models
 from layerwise.groups import describe, param_groups
+from layerwise.harness import models
 from layerwise.mup import MuP, Readout, coord_check, to_mup
 from layerwise.rules import rule_from_spec
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise import models
 from layerwise.groups import (
     ByKind,
     Discriminative,
@@ -20,6 +19,7 @@ from layerwise.groups import (
     describe,
     param_groups,
 )
+from layerwise.harness import models
 
 X_MNIST1D = torch.randn(2, 40)
 X_TEXT = torch.randint(0, 65, (2, 8))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from layerwise import train
-from layerwise.config import RunConfig
-from layerwise.store import Store
+from layerwise.harness import train
+from layerwise.harness.config import RunConfig
+from layerwise.harness.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from layerwise import stats, verdicts
+from layerwise.harness import stats
+from layerwise.studies import baselines as verdicts
 
 
 def test_mean_ci_matches_scipy_t_interval():
@@ -53,8 +54,8 @@ def test_baseline_verdict(mean, published, larger, expected):
 def test_untuned_and_empty_results_are_not_verdicts():
     assert verdicts.baseline_verdict(0.99, 0.9, 0.02, True, tuned=False) == "not tuned"
     assert verdicts.baseline_verdict(math.nan, 0.9, 0.02, True) == "no result"
-    assert verdicts.format_ci(0.5, math.nan, math.nan) == "0.500"
-    assert verdicts.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
+    assert stats.format_ci(0.5, math.nan, math.nan) == "0.500"
+    assert stats.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
 
 
 def test_baseline_summary_names_each_testbed_once():

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from layerwise import train
-from layerwise.store import Store, UnreadableRecordWarning
+from layerwise.harness import train
+from layerwise.harness.store import Store, UnreadableRecordWarning
 
 
 @pytest.fixture
@@ -63,9 +63,9 @@ def test_sigkill_loses_no_finished_run(tmp_path):
     """Kill a sweep with SIGKILL mid-way; every record left is readable, the rerun completes."""
     script = textwrap.dedent(
         f"""
-        from layerwise.config import RunConfig
-        from layerwise.store import Store
-        from layerwise.sweep import grid, run_configs
+        from layerwise.harness.config import RunConfig
+        from layerwise.harness.store import Store
+        from layerwise.harness.sweep import grid, run_configs
         base = RunConfig(dataset="mnist1d", model="mlp", lr=1e-3, batch_size=64, steps=150,
                          eval_every=50, model_options={{"width": 32}})
         run_configs(grid(base, seed=range(12)), "kill", store=Store({str(tmp_path)!r}),

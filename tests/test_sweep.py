@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from layerwise import sweep
-from layerwise.store import Store
+from layerwise.harness import sweep
+from layerwise.harness.store import Store
 
 
 def test_grid_expands_every_combination(tiny_config):

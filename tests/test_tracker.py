@@ -14,8 +14,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from layerwise import train
-from layerwise.config import RunConfig
+from layerwise.harness import train
+from layerwise.harness.config import RunConfig
+from layerwise.harness.store import Store
 from layerwise.probes import (
     ConvergenceTracker,
     bottom_up,
@@ -23,7 +24,6 @@ from layerwise.probes import (
     convergence_frames,
     convergence_times,
 )
-from layerwise.store import Store
 
 # The key of the conftest ``tiny_config`` computed with the code as it was before the probe fields
 # were added to RunConfig; it must never change.

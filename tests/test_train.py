@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise import data, train
+from layerwise.harness import data, train
 
 
 def test_same_seed_same_record(tiny_config):

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import has_fashion
-from layerwise import data, layers, models, train, transfer
-from layerwise.config import RunConfig
+from layerwise import layers, transfer
+from layerwise.harness import data, models, pretraining, train
+from layerwise.harness.config import RunConfig
 
 FIRST, LAST = (0, 1, 2, 3, 4), (9, 7, 5, 8, 6)  # LAST is out of order: labels follow the order
 
@@ -169,8 +170,8 @@ def test_fine_tune_starts_from_the_pretrained_weights_but_the_head(cache, pretra
     record = train.run(finetune)
     assert record["status"] == "ok" and record["key"] == finetune.key()
 
-    state = transfer.pretrained_state(pretrain)
-    assert transfer.weights_path(pretrain) == cache / "weights" / f"{pretrain.key()}.pt"
+    state = pretraining.pretrained_state(pretrain)
+    assert pretraining.weights_path(pretrain) == cache / "weights" / f"{pretrain.key()}.pt"
     _, model = train._train(pretrain, False, None)  # the pretraining run's final weights
     assert state.keys() == model.state_dict().keys()
     assert all(torch.equal(state[n], t) for n, t in model.state_dict().items())
@@ -185,14 +186,14 @@ def test_fine_tune_starts_from_the_pretrained_weights_but_the_head(cache, pretra
         raise AssertionError("pretraining ran again instead of reading the cache")
 
     monkeypatch.setattr(train, "_train", no_training)
-    cached = transfer.pretrained_state(pretrain)
+    cached = pretraining.pretrained_state(pretrain)
     assert all(torch.equal(cached[n], t) for n, t in state.items())
 
 
 def test_pretrained_weights_must_fit(cache, pretrain):
     ten_classes = pretrain.replace(data_options={})
     model = models.build("cnn", data.load("mnist1d", classes=LAST).spec, width=4, depth=2)
-    state = transfer.pretrained_state(ten_classes)
+    state = pretraining.pretrained_state(ten_classes)
     with pytest.raises(ValueError, match=r"'head.weight' has shape \(10, 40\)"):
         transfer.load_pretrained(model, state, reinit=())
     with pytest.raises(ValueError, match="reinit module 'classifier'"):

@@ -7,8 +7,8 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from layerwise import sweep, tuning
-from layerwise.store import Store
+from layerwise.harness import sweep, tuning
+from layerwise.harness.store import Store
 
 
 def _fake_trainer(peak: float, diverge_above: float = math.inf):

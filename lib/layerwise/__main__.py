@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .figures import available, run_notebooks
+from .harness.runner import available, run_notebooks
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,8 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_choice, check_positive
+from .harness.models import SelfAttention
 from .layers import layer_table
-from .models import SelfAttention
 from .probes.activations import record_outputs
 from .rules import Rule, RuleLike, register_rule
 

@@ -15,58 +15,22 @@ Initialisation (:func:`load_pretrained`): the model is built and seeded as usual
 parameter and buffer takes the pretraining run's final value, except those under the ``reinit``
 top-level modules (default ``("head",)``: ULMFiT's new classifier, the only layers "learned from
 scratch"), which keep their fresh seeded initialisation.  Every other tensor must exist in both
-models with the same shape.  The pretraining run's weights are trained once and cached
-(:func:`pretrained_state`).
+models with the same shape.  The pretraining run's weights are trained once and cached by the
+harness (``layerwise.harness.pretraining``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ._validate import check_choice, check_int
-from .config import RunConfig
-from .data import _cache_dir
 from .layers import layer_table
 
-__all__ = ["GradualUnfreezing", "load_pretrained", "pretrained_state", "weights_path"]
-
-
-def weights_path(config: RunConfig) -> Path:
-    """Where the final weights of ``config``'s run are cached:
-    ``$LAYERWISE_CACHE/weights/<key>.pt`` (else pooch's cache folder for ``layerwise``)."""
-    return _cache_dir() / "weights" / f"{config.key()}.pt"
-
-
-def pretrained_state(config: RunConfig) -> dict[str, torch.Tensor]:
-    """The final state dict of ``config``'s run, trained with ``train.run``'s loop when it is
-    not cached yet (then written atomically to :func:`weights_path`).
-
-    Raises ``RuntimeError`` when the pretraining run diverges: there are no weights to start
-    from (nothing is cached).
-    """
-    path = weights_path(config)
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    from . import train  # train imports this module for fine-tuning runs
-
-    record, model = train._train(config, progress=False, dataset=None)
-    if record["status"] != "ok":
-        raise RuntimeError(
-            f"pretraining run {config.key()} diverged at step {record['diverged_at']}; "
-            "fine-tune from a run that trains"
-        )
-    state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return state
+__all__ = ["GradualUnfreezing", "load_pretrained"]
 
 
 def load_pretrained(

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._validate import check_choice
+from .._validate import check_choice
 from .store import Store
 
 __all__ = ["PROFILES", "Study", "project_root", "start"]

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_int, check_options, check_positive
+from .._validate import check_choice, check_int, check_options, check_positive
 
 __all__ = [
     "DATASETS",

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._validate import check_choice
-from .notebook import project_root
+from .._validate import check_choice
+from .study import project_root
 
 __all__ = [
     "NotebookOutcome",

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from .testbeds import Testbed
+from ..harness.stats import format_ci
+from ..harness.testbeds import Testbed
 
-__all__ = ["baseline_summary", "baseline_table", "baseline_verdict", "format_ci"]
+__all__ = ["baseline_summary", "baseline_table", "baseline_verdict"]
 
 
 def baseline_verdict(
@@ -27,15 +28,6 @@ def baseline_verdict(
         return "no result"
     shortfall = (published - mean) if larger_is_better else (mean - published)
     return "reproduced" if shortfall <= tolerance else "not reproduced"
-
-
-def format_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
-    """``"0.912 [0.905, 0.918]"``; the interval is omitted when it is undefined (one seed)."""
-    if not math.isfinite(mean):
-        return "n/a"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def baseline_table(summary: pd.DataFrame, testbeds: Mapping[str, Testbed]) -> pd.DataFrame:

@@ -21,8 +21,8 @@ from concurrent.futures import Executor
 import numpy as np
 import pandas as pd
 
+from .._validate import check_choice, check_positive
 from . import stats
-from ._validate import check_choice, check_positive
 from .config import RunConfig
 from .store import Store, records_frame
 from .sweep import run_configs, worker_pool

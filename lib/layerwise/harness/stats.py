@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "paired_difference_ci"]
+__all__ = ["format_ci", "mean_ci", "paired_difference_ci"]
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -40,3 +40,12 @@ def paired_difference_ci(
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in size: {a.size} vs {b.size}")
     return mean_ci(a - b, confidence)
+
+
+def format_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.912 [0.905, 0.918]"``; the interval is omitted when it is undefined (one seed)."""
+    if not math.isfinite(mean):
+        return "n/a"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

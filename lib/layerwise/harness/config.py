@@ -12,8 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from . import data, models, optim, schedules
-from ._validate import check_choice, check_int, check_positive
+from .. import optim, schedules
+from .._validate import check_choice, check_int, check_positive
+from . import data, models
 
 __all__ = ["FORMAT_VERSION", "RunConfig"]
 
@@ -81,7 +82,7 @@ class RunConfig:
         probe_examples: validation examples (text: validation windows) in the probe batch.
         grad_clip: clip the global gradient norm to this value before each step (``None``: off).
         init_from: the config (``to_dict()``, or the ``RunConfig`` itself) of a pretraining run
-            whose final weights initialise this one (``transfer.pretrained_state``); ``None``
+            whose final weights initialise this one (``harness.pretraining.pretrained_state``); ``None``
             trains from scratch.  Stored in canonical form, so equal runs give equal keys.
         reinit: top-level modules of the model that keep their fresh seeded initialisation
             instead of the pretrained weights (ULMFiT's new classifier head); only with

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data, models, optim, schedules
+from .. import optim, schedules
+from . import data, models
 from .config import FORMAT_VERSION, RunConfig
 
 if TYPE_CHECKING:
-    from .probes.tracker import ConvergenceTracker
+    from ..probes.tracker import ConvergenceTracker
 
 __all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch"]
 
@@ -125,7 +126,7 @@ def evaluate(model: nn.Module, split: data.Split) -> dict[str, float]:
 def _param_groups(model: nn.Module, config: RunConfig, example: torch.Tensor) -> list[Any]:
     if config.rule is None:
         return [p for p in model.parameters() if p.requires_grad]
-    from . import groups  # the per-layer toolkit is only needed for per-layer rules
+    from .. import groups  # the per-layer toolkit is only needed for per-layer rules
 
     return groups.param_groups(
         model,
@@ -154,7 +155,7 @@ def _tracker(
     """
     if not config.probe_every:
         return None
-    from .probes.tracker import ConvergenceTracker
+    from ..probes.tracker import ConvergenceTracker
 
     if language:
         metric, split = "neg_val_loss", data.Split(val_curve.x[::4], val_curve.y[::4])
@@ -203,15 +204,16 @@ def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | No
 def _pretrained(config: RunConfig) -> dict[str, torch.Tensor] | None:
     if config.init_from is None:
         return None
-    from . import transfer
 
-    return transfer.pretrained_state(RunConfig.from_dict(config.init_from))
+    from .pretraining import pretrained_state  # pretraining trains through this module
+
+    return pretrained_state(RunConfig.from_dict(config.init_from))
 
 
 def _train(
     config: RunConfig, progress: bool, dataset: data.Dataset | None
 ) -> tuple[dict, nn.Module]:
-    """``run``'s loop; also hands back the trained model (``transfer.pretrained_state``)."""
+    """``run``'s loop; also hands back the trained model (``pretraining.pretrained_state``)."""
     pretrained = _pretrained(config)  # before the clock: a missing pretraining run trains here
     start_time = time.perf_counter()
     torch.set_num_threads(config.threads)
@@ -224,7 +226,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = models.build(config.model, dataset.spec, **config.model_options)
     if pretrained is not None:
-        from . import transfer
+        from .. import transfer
 
         transfer.load_pretrained(model, pretrained, config.reinit)
     batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
@@ -250,13 +252,13 @@ def _train(
         scheduler = None  # a multiplier of 1 at every step: skip LambdaLR's per-step cost
     monitor = None
     if config.monitor_every:
-        from .probes import Monitor
+        from ..probes import Monitor
 
         monitor = Monitor(model, optimizer, every=config.monitor_every)
     tracker = _tracker(model, config, language, val_curve, val_full)
     unfreezing = None
     if config.unfreeze_every:
-        from . import transfer
+        from .. import transfer
 
         unfreezing = transfer.GradualUnfreezing(model, val_curve.x[:2], config.unfreeze_every)
 

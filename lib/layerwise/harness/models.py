@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validate import check_choice, check_options, check_positive
 from . import data as _data
-from ._validate import check_choice, check_options, check_positive
 
 __all__ = ["MODELS", "build", "default_options"]
 

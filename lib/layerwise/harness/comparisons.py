@@ -21,14 +21,13 @@ from concurrent.futures import Executor
 import numpy as np
 import pandas as pd
 
-from ._validate import check_choice, check_positive
+from .._validate import check_choice, check_positive
+from ..layers import KINDS
 from .config import RunConfig
-from .layers import KINDS
-from .stats import mean_ci, paired_difference_ci
+from .stats import format_ci, mean_ci, paired_difference_ci
 from .store import Store
-from .testbeds import TESTBEDS, Testbed, testbed
+from .testbeds import TESTBEDS, Testbed, final_seeds, testbed
 from .tuning import TuningResult, log_grid, tune
-from .verdicts import format_ci
 
 __all__ = [
     "GRID_POINTS",
@@ -83,13 +82,6 @@ def short_testbed(name: str, profile: str = "full") -> Testbed:
     if profile == "smoke":
         config = config.replace(steps=20, epochs=None, eval_every=10)
     return dataclasses.replace(bed, config=config)
-
-
-def final_seeds(dataset: str, profile: str = "full") -> tuple[int, ...]:
-    """Fresh seeds for the reruns: five on MNIST-1D, three elsewhere, two in smoke."""
-    if profile == "smoke":
-        return (1, 2)
-    return (1, 2, 3, 4, 5) if dataset == "mnist1d" else (1, 2, 3)
 
 
 def with_optimizer(config: RunConfig, optimizer: str) -> RunConfig:
@@ -244,7 +236,7 @@ def tune_finetuning(
     store = store or Store()
     grid_runs = [c.replace(lr=lr, seed=0) for c in arms.values() for lr in lrs]
     if store.missing(study, grid_runs):
-        from .transfer import pretrained_state
+        from .pretraining import pretrained_state
 
         for pretrain in {RunConfig.from_dict(c.init_from) for c in arms.values()}:
             pretrained_state(pretrain)

@@ -21,17 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .comparisons import final_seeds
-from .config import RunConfig
-from .data import load
-from .models import build
-from .probes import bottom_up_runs, convergence_frames, convergence_times, monitor_frame
-from .stats import mean_ci
-from .store import Store
-from .testbeds import Testbed
-from .train import total_steps
-from .tuning import stored_best_lr
-from .verdicts import format_ci
+from ..harness.config import RunConfig
+from ..harness.data import load
+from ..harness.models import build
+from ..harness.stats import format_ci, mean_ci
+from ..harness.store import Store
+from ..harness.testbeds import Testbed, final_seeds
+from ..harness.train import total_steps
+from ..harness.tuning import stored_best_lr
+from ..probes import bottom_up_runs, convergence_frames, convergence_times, monitor_frame
 
 __all__ = [
     "BASELINE_STUDY",
