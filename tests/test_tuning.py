@@ -107,3 +107,62 @@ def test_bad_tuning_arguments(tune_with, kwargs, named):
 def test_empty_arms_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="at least one arm"):
         tuning.tune({}, [1e-3, 1e-2, 1e-1], "t", store=Store(tmp_path))
+
+
+# --------------------------------------------------------------------------------------------
+# protocol v2: several tuning seeds, refinement to a <= 2x grid, a tail-mean score
+
+
+def test_refinement_leaves_neighbours_at_most_2x_apart(tune_with):
+    # peak at 10**-1.7 ~ 0.02: the coarse 4x grid brackets it; refinement must add midpoints
+    result = tune_with(
+        10**-1.7, tuning.log_grid(1e-3, 6.4e-2, 4), tune_seeds=(10, 11, 12), max_spacing=2.0
+    )
+    s = result.summary.iloc[0]
+    assert s["spacing"] <= 2.0 * 1.001
+    assert s["interior"] and s["tune_seeds"] == 3
+    grid = sorted(result.sensitivity["lr"].unique())
+    i = grid.index(s["best_lr"])
+    assert grid[i] / grid[i - 1] <= 2.001 and grid[i + 1] / grid[i] <= 2.001
+    assert abs(math.log10(s["best_lr"]) + 1.7) <= math.log10(2) / 2 + 1e-9  # nearest to peak
+    tuning.check_protocol(result, min_seeds=3, max_spacing=2.0)  # passes
+
+
+def test_a_rate_chosen_on_one_seed_fails_the_protocol(tune_with):
+    result = tune_with(1e-2, [1e-3, 1e-2, 1e-1], max_spacing=2.0)
+    with pytest.raises(tuning.ProtocolError, match="1 tuning seed"):
+        tuning.check_protocol(result, min_seeds=3)
+
+
+def test_a_grid_coarser_than_2x_fails_the_protocol(tune_with):
+    result = tune_with(1e-2, [1e-3, 1e-2, 1e-1], tune_seeds=(10, 11, 12))
+    assert result.summary.iloc[0]["spacing"] == pytest.approx(10.0)
+    with pytest.raises(tuning.ProtocolError, match="10.00x apart"):
+        tuning.check_protocol(result, min_seeds=3, max_spacing=2.0)
+
+
+def test_rate_score_is_the_mean_over_tuning_seeds(tune_with):
+    result = tune_with(1e-2, [1e-3, 1e-2, 1e-1], tune_seeds=(10, 11, 12))
+    s = result.summary.iloc[0]
+    # the fake score is 0.9 + 0.01 * seed at the peak: mean over seeds 10-12 is 1.01
+    assert s["val_acc_best"] == pytest.approx(0.9 + 0.11)
+
+
+def _record(final: float, curve: list[float], steps: list[int], status: str = "ok") -> dict:
+    return {
+        "status": status,
+        "steps_done": 100,
+        "final": {"val_acc": final},
+        "curves": {"step": steps, "val_acc": curve},
+    }
+
+
+def test_run_score_averages_the_last_evaluations():
+    # the curve's last point is the final step itself: it must not be counted twice
+    record = _record(0.9, [0.5, 0.7, 0.8, 0.9], [25, 50, 75, 100])
+    assert tuning.run_score(record, "val_acc", 1) == pytest.approx(0.9)
+    assert tuning.run_score(record, "val_acc", 3) == pytest.approx((0.7 + 0.8 + 0.9) / 3)
+    # a curve that stops before the last step: the final evaluation comes on top of it
+    record = _record(0.9, [0.5, 0.7, 0.8], [25, 50, 75])
+    assert tuning.run_score(record, "val_acc", 2) == pytest.approx((0.8 + 0.9) / 2)
+    assert math.isnan(tuning.run_score(_record(0.9, [], [], "diverged"), "val_acc", 2))
