@@ -163,7 +163,7 @@ def tune_comparison(
 
 
 # --------------------------------------------------------------------------------------------
-# the fine-tuning control (ULMFiT's own setting, literature item 3)
+# the fine-tuning control (ULMFiT's own setting, docs/references.md#claim-3)
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 FINETUNE_CLASSES = (5, 6, 7, 8, 9)
@@ -357,7 +357,7 @@ def finetune_table(result: TuningResult, baseline: str = "one rate") -> pd.DataF
     """ULMFiT's ablation as measured: per arm, test error (mean, 95% CI) over the fresh seeds,
     the paired reduction in error against ``baseline`` (baseline error minus arm error: > 0 is
     an improvement) with its 95% interval and its paired standard error, and the verdict of
-    claim 3 (literature item 3): *reproduced* when the reduction exceeds one paired standard
+    claim 3 (docs/references.md#claim-3): *reproduced* when the reduction exceeds one paired standard
     error, else *not reproduced*; *not tuned* when either best rate sat on the grid's edge."""
     rows = []
     summary = result.summary.set_index("arm")

@@ -1,5 +1,5 @@
 """The project's testbeds: a model on a dataset with a training budget and, where one exists,
-the published number it should match (``literature.md`` section 13).
+the published number it should match (``docs/references.md#claim-13``).
 
 Every study builds its arms from these base configs, so a baseline checked in
 ``01_baselines`` is the same model and budget that later studies change one thing in.

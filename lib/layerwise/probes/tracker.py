@@ -65,8 +65,8 @@ __all__ = [
 
 FRAMES: tuple[str, ...] = ("cka", "distance", "rotation", "movement", "reinit")
 
-CKA_THRESHOLD = 0.9  # Raghu et al. 2017 as set up in the study plan (literature item 6)
-DISTANCE_THRESHOLD = 0.1  # Chen et al. 2023 as set up in the study plan (literature item 12)
+CKA_THRESHOLD = 0.9  # Raghu et al. 2017 as set up in the study plan (docs/references.md#measure-cka)
+DISTANCE_THRESHOLD = 0.1  # Chen et al. 2023 as set up in the study plan (docs/references.md#measure-distance)
 
 
 def _finite(value: float) -> float | None:
