@@ -11,10 +11,9 @@ import torch
 from scipy import stats
 
 from layerwise import groups
-from layerwise.harness import comparisons as cmp
-from layerwise.harness.config import RunConfig
 from layerwise.harness.models import build
 from layerwise.harness.tuning import TuningResult
+from layerwise.studies import layer_types as cmp
 
 
 def _rates(config):
@@ -22,21 +21,6 @@ def _rates(config):
     model = build(config.model, config.dataset, **config.model_options)
     table = groups.describe(groups.param_groups(model, 1.0, config.rule, torch.zeros(2, 40)))
     return table.groupby("depth")["lr"].max()
-
-
-def test_discriminative_arms_point_in_opposite_directions():
-    bed = cmp.short_testbed("mnist1d/cnn")
-    arms = cmp.discriminative_arms(bed.config, factors=(2.6,))
-    assert list(arms) == ["uniform", "lower slower x2.6", "lower faster x2.6"]
-    slower = _rates(arms["lower slower x2.6"])
-    faster = _rates(arms["lower faster x2.6"])
-    top = slower.index.max()
-    # ULMFiT: eta^(l-1) = eta^l / 2.6, top layer at the base rate
-    assert slower[top] == pytest.approx(1.0)
-    assert slower[0] == pytest.approx(2.6**-top)
-    assert faster[0] == pytest.approx(1.0)
-    assert faster[top] == pytest.approx(2.6**-top)
-    assert (_rates(arms["uniform"]) == 1.0).all()
 
 
 def test_kind_arms_change_only_the_named_kind():
@@ -123,22 +107,6 @@ def test_effect_table_reports_paired_differences_to_uniform():
     assert table.loc["x", "grid-mean val"] == pytest.approx(0.537, abs=1e-3)
 
 
-def test_finetune_table_applies_the_paired_standard_error_rule():
-    one = [0.80, 0.81, 0.79, 0.80]
-    small_gain = [v + g for v, g in zip(one, [0.004, -0.002, 0.003, -0.001], strict=True)]
-    clear_gain = [v + 0.02 for v in one]
-    result = _result(
-        {"one rate": one, "small": small_gain, "clear": clear_gain},
-        {"one rate": True, "small": True, "clear": True},
-    )
-    table = cmp.finetune_table(result).set_index("arm")
-    d = np.subtract(small_gain, one)
-    se = d.std(ddof=1) / math.sqrt(len(d))
-    assert (d.mean() > se) == (table.loc["small", "claim 3"] == "reproduced")
-    assert table.loc["clear", "claim 3"] == "reproduced"
-    assert table.loc["clear", "test error (95% CI)"].startswith(f"{1 - np.mean(clear_gain):.3f}")
-
-
 def test_combine_keeps_every_arm_and_refuses_mixed_metrics():
     a = _result({"uniform": [0.7, 0.7]}, {"uniform": True})
     b = _result({"x": [0.8, 0.8]}, {"x": True})
@@ -147,15 +115,3 @@ def test_combine_keeps_every_arm_and_refuses_mixed_metrics():
     assert len(both.final) == 4
     with pytest.raises(ValueError, match="metric"):
         cmp.combine(a, TuningResult("loss", a.sensitivity, a.final, a.summary))
-
-
-def test_finetune_arms_follow_ulmfit():
-    arms = cmp.finetune_arms()
-    one, disc, stlr, unfreeze = arms.values()
-    assert RunConfig.from_dict(one.init_from) == cmp.pretrain_config()
-    assert one.data_options["classes"] == tuple(cmp.FINETUNE_CLASSES)
-    assert one.data_options["train_per_class"] == cmp.SHOTS
-    assert disc.rule == {"name": "discriminative", "factor": 2.6}
-    assert stlr.schedule == "slanted_triangular" and stlr.schedule_options["ratio"] == 32
-    # one more layer per epoch: 500 images / batch 50 = 10 steps
-    assert unfreeze.unfreeze_every == 10 and unfreeze.rule == disc.rule

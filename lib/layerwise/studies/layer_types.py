@@ -1,4 +1,8 @@
-"""Arms of the from-scratch comparisons (studies 03 and 04) and the protocol they are tuned with.
+"""Study 04 (layer types), as it was designed and run under tuning protocol v1.
+
+It is rerun under protocol v2 (``harness.comparisons``); until then this module keeps the v1
+design that produced the committed records and notebook: the comparisons' arms and the protocol
+they were tuned with.
 
 A comparison takes one testbed, keeps everything but the per-layer rule fixed, and tunes every
 rule's base rate separately (``tuning.tune``): the same log grid of :data:`GRID_POINTS` rates
@@ -18,36 +22,25 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
-import numpy as np
 import pandas as pd
 
 from .._validate import check_choice, check_positive
+from ..harness.config import RunConfig
+from ..harness.stats import format_ci, paired_difference_ci
+from ..harness.store import Store
+from ..harness.testbeds import TESTBEDS, Testbed, final_seeds, testbed
+from ..harness.tuning import TuningResult, log_grid, tune
 from ..layers import KINDS
-from .config import RunConfig
-from .stats import format_ci, mean_ci, paired_difference_ci
-from .store import Store
-from .testbeds import TESTBEDS, Testbed, final_seeds, testbed
-from .tuning import TuningResult, log_grid, tune
 
 __all__ = [
-    "GRID_POINTS",
-    "combine",
     "HYBRID",
-    "OPTIMIZERS",
-    "discriminative_arms",
-    "effect",
+    "combine",
     "effect_table",
-    "final_seeds",
-    "finetune_table",
     "kind_arms",
     "kind_verdicts",
-    "finetune_arms",
-    "pretrain_config",
     "short_testbed",
-    "tune_finetuning",
-    "verdict_counts",
-    "with_optimizer",
     "tune_comparison",
+    "with_optimizer",
 ]
 
 GRID_POINTS = 3
@@ -89,25 +82,6 @@ def with_optimizer(config: RunConfig, optimizer: str) -> RunConfig:
     check_choice("comparison optimizer", optimizer, OPTIMIZERS)
     return config.replace(optimizer=optimizer, optimizer_options=OPTIMIZERS[optimizer]["options"])
 
-
-def discriminative_arms(
-    config: RunConfig, factors: Sequence[float] = (2.6,)
-) -> dict[str, RunConfig]:
-    """Uniform plus ``Discriminative(factor, toward)`` in both directions for each factor.
-
-    ``toward="input"`` is ULMFiT's rule (Howard & Ruder 2018): each layer down runs ``factor``
-    times slower than the one above, ``m_d = factor^-(D - d)``, so the lowest layers are slowest;
-    ``toward="output"`` reverses it, ``m_d = factor^-d``, the lowest layers fastest.  Arm names
-    read ``"lower slower x2.6"`` / ``"lower faster x2.6"``.
-    """
-    arms = {"uniform": config.replace(rule={"name": "uniform"})}
-    for factor in factors:
-        check_positive("discriminative factor", factor)
-        for toward, label in (("input", "lower slower"), ("output", "lower faster")):
-            arms[f"{label} x{factor:g}"] = config.replace(
-                rule={"name": "discriminative", "factor": float(factor), "toward": toward}
-            )
-    return arms
 
 
 def kind_arms(
@@ -159,96 +133,6 @@ def tune_comparison(
         store=store,
         jobs=jobs,
         executor=executor,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# the fine-tuning control (ULMFiT's own setting, docs/references.md#claim-3)
-
-PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
-FINETUNE_CLASSES = (5, 6, 7, 8, 9)
-SHOTS = 100  # labelled training images per fine-tuning class
-FINETUNE_GRID = (1e-4, 1e-1, 7)  # the study plan's 7-point grid, half a decade apart
-FINETUNE_SEEDS = tuple(range(1, 11))  # 10 seeds: few-shot variance is high
-
-
-def pretrain_config(profile: str = "full") -> RunConfig:
-    """The pretraining run: the Fashion-MNIST CNN testbed on classes 0-4 for 5 epochs at the
-    rate ``01_baselines`` chose for the full CNN (3e-3), seed 0."""
-    bed = testbed("fashion_mnist/cnn")
-    config = bed.config.replace(
-        data_options={"classes": list(PRETRAIN_CLASSES)}, epochs=5, lr=3e-3, seed=0
-    )
-    if profile == "smoke":
-        config = config.replace(steps=20, epochs=None, eval_every=10)
-    return config
-
-
-def finetune_arms(profile: str = "full") -> dict[str, RunConfig]:
-    """ULMFiT's four fine-tuning arms on classes 5-9 with :data:`SHOTS` images per class.
-
-    All start from :func:`pretrain_config`'s weights with a fresh head, AdamW without weight
-    decay, batch 50 (10 steps per epoch), 30 epochs:
-
-    1. ``one rate``: the same rate for every layer, constant;
-    2. ``discriminative /2.6``: ``eta^(l-1) = eta^l / 2.6`` (``Discriminative(2.6, "input")``);
-    3. ``discr. + STLR``: 2 with the slanted triangular schedule (cut_frac 0.1, ratio 32);
-    4. ``discr. + STLR + unfreezing``: 3 with gradual unfreezing, one more layer (depth) every
-       epoch from the top.
-    """
-    pretrain = pretrain_config(profile)
-    base = pretrain.replace(
-        data_options={"classes": list(FINETUNE_CLASSES), "train_per_class": SHOTS},
-        batch_size=50,
-        steps=None,
-        epochs=30,
-        eval_every=30,
-        init_from=pretrain.to_dict(),
-        rule={"name": "uniform"},
-    )
-    if profile == "smoke":
-        base = base.replace(steps=20, epochs=None, eval_every=10)
-    discriminative = base.replace(rule={"name": "discriminative", "factor": 2.6})
-    stlr = discriminative.replace(
-        schedule="slanted_triangular", schedule_options={"cut_frac": 0.1, "ratio": 32}
-    )
-    return {
-        "one rate": base,
-        "discriminative /2.6": discriminative,
-        "discr. + STLR": stlr,
-        "discr. + STLR + unfreezing": stlr.replace(unfreeze_every=SHOTS * 5 // 50),
-    }
-
-
-def tune_finetuning(
-    arms: Mapping[str, RunConfig],
-    study: str,
-    profile: str = "full",
-    *,
-    store: Store | None = None,
-    jobs: int | None = None,
-) -> TuningResult:
-    """Tune the fine-tuning arms: the 7-point grid per arm, validation accuracy on seed 0, then
-    :data:`FINETUNE_SEEDS`.  The pretraining weights are trained (and cached) once here, before
-    the workers start, unless every grid run is already stored."""
-    low, high, points = FINETUNE_GRID
-    lrs = log_grid(low, high, points) if profile == "full" else log_grid(1e-3, 1e-2, 3)
-    store = store or Store()
-    grid_runs = [c.replace(lr=lr, seed=0) for c in arms.values() for lr in lrs]
-    if store.missing(study, grid_runs):
-        from .pretraining import pretrained_state
-
-        for pretrain in {RunConfig.from_dict(c.init_from) for c in arms.values()}:
-            pretrained_state(pretrain)
-    return tune(
-        arms,
-        lrs,
-        study,
-        metric="acc",
-        final_seeds=FINETUNE_SEEDS if profile == "full" else (1, 2),
-        max_extensions=0 if profile == "smoke" else MAX_EXTENSIONS,
-        store=store,
-        jobs=jobs,
     )
 
 
@@ -329,64 +213,6 @@ def _shared_grid(sensitivity: pd.DataFrame) -> list[float]:
     return sorted(shared)
 
 
-def verdict_counts(table: pd.DataFrame) -> str:
-    """Per non-baseline arm: in how many testbeds (and optimizers) it was better, worse, or
-    indistinguishable from uniform, and the range of its effect on test accuracy."""
-    lines = []
-    arms = table[table["verdict"] != "baseline"]
-    for arm, rows in arms.groupby("arm", sort=False):
-        counts = rows["verdict"].value_counts()
-        parts = [f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "no detectable difference")]
-        extra = [f"{counts[v]} {v}" for v in ("not tuned", "too few seeds") if v in counts]
-        effects = rows["diff"].dropna()
-        span = (
-            f"; mean effect on test accuracy {effects.min():+.3f} to {effects.max():+.3f}"
-            if len(effects)
-            else ""
-        )
-        lines.append(
-            f"- {arm} vs uniform, over {len(rows)} testbed/optimizer pairs: "
-            + ", ".join(parts + extra)
-            + span
-            + "."
-        )
-    return "\n".join(lines)
-
-
-def finetune_table(result: TuningResult, baseline: str = "one rate") -> pd.DataFrame:
-    """ULMFiT's ablation as measured: per arm, test error (mean, 95% CI) over the fresh seeds,
-    the paired reduction in error against ``baseline`` (baseline error minus arm error: > 0 is
-    an improvement) with its 95% interval and its paired standard error, and the verdict of
-    claim 3 (docs/references.md#claim-3): *reproduced* when the reduction exceeds one paired standard
-    error, else *not reproduced*; *not tuned* when either best rate sat on the grid's edge."""
-    rows = []
-    summary = result.summary.set_index("arm")
-    for arm, s in summary.iterrows():
-        ours, base = _paired(result.final, arm, baseline, "test_acc")
-        reduction = [o - b for o, b in zip(ours, base, strict=True)]  # acc gain = error drop
-        errors = [1 - v for v in ours]
-        row = {
-            "arm": arm,
-            "best lr": f"{s['best_lr']:.3g}" + ("" if s["interior"] else " (edge)"),
-            "seeds": len(errors),
-            "test error (95% CI)": format_ci(*mean_ci(errors)) if errors else "n/a",
-        }
-        if arm == baseline:
-            row.update({"error reduction (95% CI)": "-", "paired s.e.": "-", "claim 3": "-"})
-        else:
-            mean, low, high = mean_ci(reduction)
-            se = float(np.std(reduction, ddof=1) / math.sqrt(len(reduction)))
-            tuned = bool(s["interior"] and summary.loc[baseline, "interior"])
-            verdict = "reproduced" if mean > se else "not reproduced"
-            row.update(
-                {
-                    "error reduction (95% CI)": format_ci(mean, low, high),
-                    "paired s.e.": f"{se:.3f}",
-                    "claim 3": verdict if tuned else "not tuned",
-                }
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def combine(*results: TuningResult) -> TuningResult:
