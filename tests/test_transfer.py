@@ -167,12 +167,12 @@ def test_fine_tune_starts_from_the_pretrained_weights_but_the_head(cache, pretra
         started.update({n: t.clone() for n, t in model.state_dict().items()})
 
     monkeypatch.setattr(transfer, "load_pretrained", spy)
-    record = train.run(finetune)
+    record = train.run(finetune, initial_state=pretraining.initial_state(finetune))
     assert record["status"] == "ok" and record["key"] == finetune.key()
 
     state = pretraining.pretrained_state(pretrain)
     assert pretraining.weights_path(pretrain) == cache / "weights" / f"{pretrain.key()}.pt"
-    _, model = train._train(pretrain, False, None)  # the pretraining run's final weights
+    _, model = train.train(pretrain)  # the pretraining run's final weights
     assert state.keys() == model.state_dict().keys()
     assert all(torch.equal(state[n], t) for n, t in model.state_dict().items())
     torch.manual_seed(finetune.seed)
@@ -185,9 +185,31 @@ def test_fine_tune_starts_from_the_pretrained_weights_but_the_head(cache, pretra
     def no_training(*args, **kwargs):
         raise AssertionError("pretraining ran again instead of reading the cache")
 
-    monkeypatch.setattr(train, "_train", no_training)
+    monkeypatch.setattr(train, "train", no_training)
     cached = pretraining.pretrained_state(pretrain)
     assert all(torch.equal(cached[n], t) for n, t in state.items())
+
+
+def test_initial_state_is_required_exactly_with_init_from(cache, pretrain):
+    finetune = pretrain.replace(init_from=pretrain)
+    with pytest.raises(ValueError, match="initial_state must be given exactly"):
+        train.run(finetune)
+    with pytest.raises(ValueError, match="initial_state must be given exactly"):
+        train.run(pretrain, initial_state=pretraining.pretrained_state(pretrain))
+    assert pretraining.initial_state(pretrain) is None
+
+
+def test_train_does_not_import_pretraining():
+    """``pretraining`` trains through ``train``; ``train`` receives pretrained weights as an
+    argument, so the two modules do not import each other."""
+    import ast
+    import inspect
+
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(train))):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module or ""} | {alias.name for alias in node.names}
+    assert not any("pretraining" in name for name in imported)
 
 
 def test_pretrained_weights_must_fit(cache, pretrain):
@@ -213,7 +235,7 @@ def test_gradual_unfreezing_moves_each_depth_only_from_its_turn(pretrain, steps)
     config = pretrain.replace(
         steps=steps, unfreeze_every=2, optimizer_options={"weight_decay": 0.1}
     )
-    _, model = train._train(config, False, None)
+    _, model = train.train(config)
     spec = data.load("mnist1d", classes=FIRST).spec
     torch.manual_seed(config.seed)
     start = models.build("cnn", spec, width=4, depth=2)

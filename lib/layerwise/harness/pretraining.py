@@ -1,7 +1,9 @@
 """Pretraining runs whose final weights start fine-tuning runs (``RunConfig.init_from``).
 
-The weights of a pretraining run are trained once with the harness's loop and cached on disk by
-the run's key, so every fine-tuning run of a sweep starts from the same tensors.
+The weights of a pretraining run are trained once with the harness's loop (``train.train``) and
+cached on disk by the run's key, so every fine-tuning run of a sweep starts from the same
+tensors.  This module imports ``train``, never the other way round: a fine-tuning run receives
+its starting weights as ``train.run(config, initial_state=initial_state(config))``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from . import train
 from .config import RunConfig
 from .data import _cache_dir
 
-__all__ = ["pretrained_state", "weights_path"]
+__all__ = ["initial_state", "pretrained_state", "weights_path"]
 
 
 def weights_path(config: RunConfig) -> Path:
@@ -24,8 +27,8 @@ def weights_path(config: RunConfig) -> Path:
 
 
 def pretrained_state(config: RunConfig) -> dict[str, torch.Tensor]:
-    """The final state dict of ``config``'s run, trained with ``train.run``'s loop when it is
-    not cached yet (then written atomically to :func:`weights_path`).
+    """The final state dict of ``config``'s run, trained with ``train.train`` when it is not
+    cached yet (then written atomically to :func:`weights_path`).
 
     Raises ``RuntimeError`` when the pretraining run diverges: there are no weights to start
     from (nothing is cached).
@@ -33,9 +36,7 @@ def pretrained_state(config: RunConfig) -> dict[str, torch.Tensor]:
     path = weights_path(config)
     if path.is_file():
         return torch.load(path, weights_only=True)
-    from . import train  # train imports this module for fine-tuning runs
-
-    record, model = train._train(config, progress=False, dataset=None)
+    record, model = train.train(config, initial_state=initial_state(config))
     if record["status"] != "ok":
         raise RuntimeError(
             f"pretraining run {config.key()} diverged at step {record['diverged_at']}; "
@@ -47,3 +48,11 @@ def pretrained_state(config: RunConfig) -> dict[str, torch.Tensor]:
     torch.save(state, tmp)
     os.replace(tmp, path)
     return state
+
+
+def initial_state(config: RunConfig) -> dict[str, torch.Tensor] | None:
+    """The weights ``config``'s run starts from: the final weights of its ``init_from`` run
+    (:func:`pretrained_state`), or ``None`` for a run from scratch."""
+    if config.init_from is None:
+        return None
+    return pretrained_state(RunConfig.from_dict(config.init_from))

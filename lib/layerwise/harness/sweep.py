@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import Any
 
-from . import train
+from . import pretraining, train
 from .config import RunConfig
 from .store import Store
 
@@ -78,7 +78,8 @@ def default_jobs() -> int:
 
 
 def _train_one(config: RunConfig) -> dict:
-    return train.run(config)
+    """Train ``config`` (from its pretrained weights when it has ``init_from``); its record."""
+    return train.run(config, initial_state=pretraining.initial_state(config))
 
 
 def run_configs(

@@ -1,4 +1,4 @@
-"""One training run: ``run(config) -> record``.
+"""One training run: ``run(config) -> record`` (``train(config) -> (record, model)``).
 
 The record is a JSON-serialisable dict: the config, metric curves, final validation and test
 metrics, status (``"ok"`` or ``"diverged"`` with the step), wall time and environment.  A run
@@ -11,37 +11,43 @@ convergence measurements (``record["convergence"]``, ``probes.ConvergenceTracker
 final representation, distance to the final weights, movement, rotation and re-initialisation
 robustness), read back with ``probes.convergence_frames``.
 
-With ``config.init_from`` the model starts from the final weights of that pretraining run
-(``transfer.load_pretrained``; its ``reinit`` modules keep their fresh seeded initialisation),
-and with ``config.unfreeze_every`` the lower depths stay frozen until their turn
-(``transfer.GradualUnfreezing``): ULMFiT's fine-tuning controls (Howard & Ruder 2018).
+A config with ``init_from`` starts from the final weights of that pretraining run, passed in as
+``initial_state`` (``harness.pretraining.initial_state(config)`` reads or trains them;
+``transfer.load_pretrained`` loads them, its ``reinit`` modules keeping their fresh seeded
+initialisation), and with ``config.unfreeze_every`` the lower depths stay frozen until their
+turn (``transfer.GradualUnfreezing``): ULMFiT's fine-tuning controls (Howard & Ruder 2018).
+This module never trains a pretraining run itself, so ``pretraining`` is the only one of the
+two that imports the other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from .. import optim, schedules
+from .. import groups, optim, schedules, transfer
+from ..probes import ConvergenceTracker, Monitor
 from . import data, models
 from .config import FORMAT_VERSION, RunConfig
 
-if TYPE_CHECKING:
-    from ..probes.tracker import ConvergenceTracker
-
-__all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch"]
+__all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch", "train"]
 
 EVAL_BATCH = 2048  # examples (or text windows) per forward pass when evaluating
 REINIT_POINTS = 8  # checkpoints the re-initialisation table resets each layer to
 REINIT_EXAMPLES = 1000  # validation examples per re-initialisation evaluation (not text)
 CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
+BATCH_SEED_OFFSET = 1_000_003  # the data order's generator is seeded with seed + this
+
+State = Mapping[str, torch.Tensor]
 
 
 def steps_per_epoch(config: RunConfig, dataset: data.Dataset) -> int:
@@ -51,6 +57,7 @@ def steps_per_epoch(config: RunConfig, dataset: data.Dataset) -> int:
 
 
 def total_steps(config: RunConfig, dataset: data.Dataset) -> int:
+    """The run's budget in optimizer steps (``steps``, or ``epochs`` times an epoch's steps)."""
     if config.steps is not None:
         return int(config.steps)
     return max(1, round(float(config.epochs) * steps_per_epoch(config, dataset)))
@@ -120,30 +127,88 @@ def evaluate(model: nn.Module, split: data.Split) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# the run
+# the steps of a run
 
 
-def _param_groups(model: nn.Module, config: RunConfig, example: torch.Tensor) -> list[Any]:
-    if config.rule is None:
-        return [p for p in model.parameters() if p.requires_grad]
-    from .. import groups  # the per-layer toolkit is only needed for per-layer rules
+@dataclasses.dataclass(frozen=True)
+class _Feed:
+    """What a run reads: endless training batches and the evaluation splits."""
 
-    return groups.param_groups(
-        model,
-        config.lr,
-        groups.rule_from_spec(dict(config.rule)),
-        example_input=example,
-        weight_decay=config.optimizer_options.get("weight_decay", 0.0),
+    language: bool
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    val_curve: data.Split  # evaluated every ``eval_every`` steps (text: evenly spread windows)
+    val_full: data.Split
+    test_full: data.Split
+
+
+def _dataset(config: RunConfig, dataset: data.Dataset | None) -> data.Dataset:
+    """``config``'s dataset: loaded, or the one passed in after checking that it is the same."""
+    if dataset is None:
+        return data.load(config.dataset, **config.data_options)
+    if dataset.name != config.dataset:
+        raise ValueError(f"dataset {dataset.name!r} passed for a {config.dataset!r} config")
+    return dataset
+
+
+def _model(config: RunConfig, dataset: data.Dataset, initial_state: State | None) -> nn.Module:
+    """The seeded model, with the pretrained weights loaded when the config has ``init_from``."""
+    if (initial_state is None) != (config.init_from is None):
+        raise ValueError(
+            "initial_state must be given exactly when the config has init_from "
+            f"(init_from is {'set' if config.init_from else 'None'}, initial_state is "
+            f"{'None' if initial_state is None else 'given'}); "
+            "harness.pretraining.initial_state(config) gives it"
+        )
+    torch.manual_seed(config.seed)
+    model = models.build(config.model, dataset.spec, **config.model_options)
+    if initial_state is not None:
+        transfer.load_pretrained(model, initial_state, config.reinit)
+    return model
+
+
+def _feed(config: RunConfig, dataset: data.Dataset) -> _Feed:
+    """Training batches in the seeded data order, and the evaluation splits."""
+    generator = torch.Generator().manual_seed(config.seed + BATCH_SEED_OFFSET)
+    if dataset.spec.task != "language":
+        batches = _classification_batches(dataset.train, config.batch_size, generator)
+        return _Feed(False, batches, dataset.val, dataset.val, dataset.test)
+    return _Feed(
+        True,
+        _text_batches(dataset.train, config.batch_size, config.block, generator),
+        _text_windows(dataset.val, config.block, CURVE_EVAL_WINDOWS),
+        _text_windows(dataset.val, config.block, None),
+        _text_windows(dataset.test, config.block, None),
     )
 
 
-def _tracker(
-    model: nn.Module,
-    config: RunConfig,
-    language: bool,
-    val_curve: data.Split,
-    val_full: data.Split,
-) -> ConvergenceTracker | None:
+def _optimizer(config: RunConfig, model: nn.Module, example: torch.Tensor) -> torch.optim.Optimizer:
+    """The optimizer over one group of every trainable tensor, or one group per layer with the
+    config's rule (which then carries ``weight_decay`` in each group)."""
+    options = dict(config.optimizer_options)
+    if config.rule is None:
+        params: list[Any] = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = groups.param_groups(
+            model,
+            config.lr,
+            groups.rule_from_spec(dict(config.rule)),
+            example_input=example,
+            weight_decay=options.pop("weight_decay", 0.0),
+        )
+    return optim.build(config.optimizer, params, config.lr, **options)
+
+
+def _scheduler(
+    config: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The config's schedule, or ``None`` for a constant rate without warmup (a multiplier of 1
+    at every step: LambdaLR's per-step cost is skipped)."""
+    if config.schedule == "constant" and not config.schedule_options.get("warmup"):
+        return None
+    return schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
+
+
+def _tracker(model: nn.Module, config: RunConfig, feed: _Feed) -> ConvergenceTracker | None:
     """The run's ``probes.ConvergenceTracker``, or ``None`` when ``probe_every`` is not set.
 
     Probe batch: the first ``probe_examples`` validation examples (text: the first validation
@@ -155,31 +220,40 @@ def _tracker(
     """
     if not config.probe_every:
         return None
-    from ..probes.tracker import ConvergenceTracker
-
-    if language:
-        metric, split = "neg_val_loss", data.Split(val_curve.x[::4], val_curve.y[::4])
+    if feed.language:
+        metric, split = "neg_val_loss", data.Split(feed.val_curve.x[::4], feed.val_curve.y[::4])
 
         def score(m: nn.Module) -> float:
             return -evaluate(m, split)["loss"]
     else:
-        metric, split = (
-            "val_acc",
-            data.Split(val_full.x[:REINIT_EXAMPLES], val_full.y[:REINIT_EXAMPLES]),
-        )
+        metric = "val_acc"
+        split = data.Split(feed.val_full.x[:REINIT_EXAMPLES], feed.val_full.y[:REINIT_EXAMPLES])
 
         def score(m: nn.Module) -> float:
             return evaluate(m, split)["acc"]
 
     return ConvergenceTracker(
         model,
-        val_full.x[: config.probe_examples],
+        feed.val_full.x[: config.probe_examples],
         config.probe_every,
         score,
         metric=metric,
         max_examples=config.probe_examples,
         reinit_points=REINIT_POINTS,
     )
+
+
+def _final_metrics(model: nn.Module, feed: _Feed, ok: bool) -> dict[str, float | None]:
+    """Validation and test loss and accuracy on the full splits (``None`` after divergence)."""
+    if not ok:
+        return dict.fromkeys(("val_loss", "val_acc", "test_loss", "test_acc"))
+    val, test = evaluate(model, feed.val_full), evaluate(model, feed.test_full)
+    return {
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "test_loss": test["loss"],
+        "test_acc": test["acc"],
+    }
 
 
 def _environment(threads: int) -> dict[str, Any]:
@@ -192,89 +266,65 @@ def _environment(threads: int) -> dict[str, Any]:
     }
 
 
-def run(config: RunConfig, *, progress: bool = False, dataset: data.Dataset | None = None) -> dict:
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def run(
+    config: RunConfig,
+    *,
+    initial_state: State | None = None,
+    progress: bool = False,
+    dataset: data.Dataset | None = None,
+) -> dict:
     """Train one model as ``config`` says and return its record (see the module docstring).
 
-    Deterministic for a given seed on one machine and thread count.  ``dataset`` may pass an
-    already loaded dataset (it must be ``config.dataset``); ``progress`` shows a tqdm bar.
+    Deterministic for a given seed on one machine and thread count.  ``initial_state``: the
+    pretrained weights of a config with ``init_from`` (required then, refused otherwise);
+    ``dataset`` may pass an already loaded dataset (it must be ``config.dataset``);
+    ``progress`` shows a tqdm bar.
     """
-    return _train(config, progress, dataset)[0]
+    return train(config, initial_state=initial_state, progress=progress, dataset=dataset)[0]
 
 
-def _pretrained(config: RunConfig) -> dict[str, torch.Tensor] | None:
-    if config.init_from is None:
-        return None
-
-    from .pretraining import pretrained_state  # pretraining trains through this module
-
-    return pretrained_state(RunConfig.from_dict(config.init_from))
-
-
-def _train(
-    config: RunConfig, progress: bool, dataset: data.Dataset | None
+def train(
+    config: RunConfig,
+    *,
+    initial_state: State | None = None,
+    progress: bool = False,
+    dataset: data.Dataset | None = None,
 ) -> tuple[dict, nn.Module]:
-    """``run``'s loop; also hands back the trained model (``pretraining.pretrained_state``)."""
-    pretrained = _pretrained(config)  # before the clock: a missing pretraining run trains here
+    """``run``, also handing back the trained model (``pretraining.pretrained_state`` keeps
+    its weights).  The arguments are ``run``'s."""
     start_time = time.perf_counter()
     torch.set_num_threads(config.threads)
-    if dataset is None:
-        dataset = data.load(config.dataset, **config.data_options)
-    elif dataset.name != config.dataset:
-        raise ValueError(f"dataset {dataset.name!r} passed for a {config.dataset!r} config")
-    language = dataset.spec.task == "language"
-
-    torch.manual_seed(config.seed)
-    model = models.build(config.model, dataset.spec, **config.model_options)
-    if pretrained is not None:
-        from .. import transfer
-
-        transfer.load_pretrained(model, pretrained, config.reinit)
-    batch_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
-    if language:
-        batches = _text_batches(dataset.train, config.batch_size, config.block, batch_rng)
-        val_curve = _text_windows(dataset.val, config.block, CURVE_EVAL_WINDOWS)
-        val_full = _text_windows(dataset.val, config.block, None)
-        test_full = _text_windows(dataset.test, config.block, None)
-    else:
-        batches = _classification_batches(dataset.train, config.batch_size, batch_rng)
-        val_curve = val_full = dataset.val
-        test_full = dataset.test
-
-    options = {k: v for k, v in config.optimizer_options.items()}
-    if config.rule is not None:
-        options.pop("weight_decay", None)  # carried by each param group
-    optimizer = optim.build(
-        config.optimizer, _param_groups(model, config, val_curve.x[:2]), config.lr, **options
-    )
+    dataset = _dataset(config, dataset)
+    model = _model(config, dataset, initial_state)
+    feed = _feed(config, dataset)
+    optimizer = _optimizer(config, model, feed.val_curve.x[:2])
     n_steps = total_steps(config, dataset)
-    scheduler = schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
-    if config.schedule == "constant" and not config.schedule_options.get("warmup"):
-        scheduler = None  # a multiplier of 1 at every step: skip LambdaLR's per-step cost
-    monitor = None
-    if config.monitor_every:
-        from ..probes import Monitor
-
-        monitor = Monitor(model, optimizer, every=config.monitor_every)
-    tracker = _tracker(model, config, language, val_curve, val_full)
-    unfreezing = None
-    if config.unfreeze_every:
-        from .. import transfer
-
-        unfreezing = transfer.GradualUnfreezing(model, val_curve.x[:2], config.unfreeze_every)
+    scheduler = _scheduler(config, optimizer, n_steps)
+    monitor = (
+        Monitor(model, optimizer, every=config.monitor_every) if config.monitor_every else None
+    )
+    tracker = _tracker(model, config, feed)
+    unfreezing = (
+        transfer.GradualUnfreezing(model, feed.val_curve.x[:2], config.unfreeze_every)
+        if config.unfreeze_every
+        else None
+    )
+    bar = tqdm(
+        total=n_steps, desc=f"{config.model}/{config.dataset}", leave=False, disable=not progress
+    )
 
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
     status, diverged_at, first_loss = "ok", None, None
     window_sum, window_n, step = 0.0, 0, 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, desc=f"{config.model}/{config.dataset}", leave=False)
     model.train()
     if tracker is not None:
         tracker.observe(0)
     for step in range(1, n_steps + 1):
-        x, y = next(batches)
+        x, y = next(feed.batches)
         loss = _loss(model(x), y)
         value = loss.item()
         first_loss = value if first_loss is None else first_loss
@@ -297,30 +347,18 @@ def _train(
         if scheduler is not None:
             scheduler.step()
         window_sum, window_n = window_sum + value, window_n + 1
-        if bar is not None:
-            bar.update()
+        bar.update()
         if step % config.eval_every == 0 or step == n_steps:
-            metrics = evaluate(model, val_curve)
+            metrics = evaluate(model, feed.val_curve)
             curves["step"].append(step)
             curves["train_loss"].append(window_sum / window_n)
             curves["val_loss"].append(metrics["loss"])
             curves["val_acc"].append(metrics["acc"])
             window_sum, window_n = 0.0, 0
-    if bar is not None:
-        bar.close()
+    bar.close()
 
-    final: dict[str, float | None]
-    if status == "ok":
-        val, test = evaluate(model, val_full), evaluate(model, test_full)
-        final = {
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "test_loss": test["loss"],
-            "test_acc": test["acc"],
-        }
-    else:
-        final = dict.fromkeys(("val_loss", "val_acc", "test_loss", "test_acc"))
     steps_done = step if status == "ok" else diverged_at - 1
+    final = _final_metrics(model, feed, status == "ok")
     convergence = tracker.to_record(steps_done) if tracker is not None else None
     record = {
         "format": FORMAT_VERSION,
