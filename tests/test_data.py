@@ -81,6 +81,7 @@ def test_fashion_checksum_mismatch_refuses_the_file(tmp_path, monkeypatch):
 
 def test_fashion_offline_without_files_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERWISE_DATA", str(tmp_path))
+    monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "none")
 
     def no_network(*args, **kwargs):
@@ -95,6 +96,7 @@ def test_fashion_offline_without_files_says_what_to_install(tmp_path, monkeypatc
 
 def test_failed_download_becomes_one_line_advice(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERWISE_DATA", str(tmp_path))
+    monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "none")
 
     def refused(*args, **kwargs):
@@ -127,6 +129,7 @@ def test_tinyshakespeare_splits_follow_nanogpt():
 
 def test_tinyshakespeare_checksum_and_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERWISE_DATA", str(tmp_path))
+    monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(data.DataUnavailableError, match="LAYERWISE_DATA"):
         data._shakespeare_text(download=False)
     (tmp_path / "tinyshakespeare.txt").write_text("To be, or not to be\n")
@@ -170,4 +173,81 @@ def test_cifar10_offline_without_archive(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path))
     data._load_cifar10.cache_clear()
     with pytest.raises(data.DataUnavailableError, match="download"):
+        data.load("cifar10", download=False)
+
+
+# --------------------------------------------------------------------------------------------
+# download=False still reads files an earlier download left in the cache
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty $LAYERWISE_DATA, no Debian copy, a fresh cache folder, and no network."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("LAYERWISE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LAYERWISE_CACHE", str(cache))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "none")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("download=False touched the network")
+
+    monkeypatch.setattr(data, "_download", no_network)
+    for loader in (data._load_fashion_mnist, data._load_cifar10, data._load_tinyshakespeare):
+        loader.cache_clear()
+    yield cache
+    for loader in (data._load_fashion_mnist, data._load_cifar10, data._load_tinyshakespeare):
+        loader.cache_clear()  # later tests must not see the fake data
+
+
+def test_fashion_offline_uses_files_in_the_download_cache(offline, monkeypatch):
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, size=(20, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(20) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(5, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.array([9, 8, 7, 6, 5]),
+    }
+    for stem, array in files.items():
+        content = _idx(array)
+        # the name pooch gives a download; gzipped as downloaded
+        (offline / data._fashion_cache_name(stem)).write_bytes(gzip.compress(content))
+        monkeypatch.setitem(data.FASHION_SHA256, stem, data._sha256(content))
+    ds = data.load("fashion_mnist", download=False, val_fraction=0.25)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (15, 5, 5)
+    assert ds.test.y.tolist() == [9, 8, 7, 6, 5]
+    # a cached file is still checked
+    monkeypatch.setitem(data.FASHION_SHA256, "t10k-labels-idx1-ubyte", "0" * 64)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        data._fashion_file("t10k-labels-idx1-ubyte", download=False)
+
+
+def test_tinyshakespeare_offline_uses_the_download_cache(offline, monkeypatch):
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
+    (offline / "tinyshakespeare.txt").write_text(text)
+    monkeypatch.setattr(data, "SHAKESPEARE_SHA256", data._sha256(text.encode()))
+    ds = data.load("tinyshakespeare", download=False)
+    assert len(ds.train) + len(ds.val) + len(ds.test) == len(text)
+    assert "".join(ds.vocab[i] for i in ds.train.tokens[:14].tolist()) == "First Citizen:"
+
+
+def test_cifar10_offline_uses_the_cached_archive_and_checks_it(offline, monkeypatch):
+    content, _ = _cifar_batch(list(range(10)), 4)
+    test_content, _ = _cifar_batch([1, 2], 5)
+    archive = offline / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, blob in [("data_batch_1.bin", content), ("test_batch.bin", test_content)]:
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    import hashlib
+
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(data, "CIFAR10_MD5", f"md5:{md5}")
+    ds = data.load("cifar10", download=False, val_fraction=0.2)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (8, 2, 2)
+    # a corrupt cached archive is refused without going to the network (pooch would re-fetch)
+    data._load_cifar10.cache_clear()
+    monkeypatch.setattr(data, "CIFAR10_MD5", "md5:" + "0" * 32)
+    with pytest.raises(ValueError, match="checksum mismatch"):
         data.load("cifar10", download=False)

@@ -3,20 +3,31 @@
 ``load(name)`` returns a :class:`Dataset` whose ``train``, ``val`` and ``test`` splits are plain
 tensors: small benchmarks fit in memory, and batching by indexing a tensor is many times faster
 than a per-sample ``DataLoader`` on a CPU.  The validation split is carved from the published
-training split with a fixed seed; the published test split is never touched.
+training split with a fixed seed; the published test split is never touched.  (MNIST-1D's
+``splits="generated"`` instead generates fresh validation and test splits and keeps the
+published test split as ``Dataset.extra["reference_test"]``.)
 
 Sources, in the order they are tried:
 
 * ``mnist1d`` -- generated locally by the ``mnist1d`` package (Greydanus 2020); default arguments
-  give the published 4,000 / 1,000 split, ``num_samples`` gives more.
+  give the published 4,000 / 1,000 split, ``num_samples`` gives more.  ``splits="generated"``
+  trains on all 4,000 published training examples and draws 4,000 validation and 10,000 test
+  examples afresh from the same generator and generation arguments with other seeds
+  (:data:`MNIST1D_GENERATED`: validation seed 142, test seed 242; the published data's is 42),
+  standardised with the published data's mean and deviation, checked to repeat no published
+  example, and cached on disk.
 * ``fashion_mnist`` -- the four IDX files (Xiao, Rasul, Vollgraf 2017) from ``$LAYERWISE_DATA``,
-  then ``/usr/share/datasets/fashion-mnist/`` (Debian ``dataset-fashion-mnist``), then a download
-  into the cache.  The SHA-256 of the *uncompressed* content is checked, so a recompressed Debian
-  copy and an upstream download both pass.
-* ``tinyshakespeare`` -- ``$LAYERWISE_DATA/tinyshakespeare.txt``, else a download; same check.
+  then ``/usr/share/datasets/fashion-mnist/`` (Debian ``dataset-fashion-mnist``), then an earlier
+  download in the cache, then a download into the cache.  The SHA-256 of the *uncompressed*
+  content is checked, so a recompressed Debian copy and an upstream download both pass.
+* ``tinyshakespeare`` -- ``$LAYERWISE_DATA/tinyshakespeare.txt``, then the download cache, else a
+  download; same check.
   Splits follow nanoGPT: the first 90% of characters is training data (its last ninth is our
   validation split), the last 10% is the test split (nanoGPT's "val").
-* ``cifar10`` -- download only (the binary version, no pickle).
+* ``cifar10`` -- the download cache, else a download (the binary version, no pickle).
+
+The download cache is ``$LAYERWISE_CACHE`` if set, else pooch's per-user cache folder for
+``layerwise``; ``download=False`` reads what is already there and never touches the network.
 
 Every classification benchmark also takes ``classes`` (keep these original labels, renumbered
 0..k-1 in the given order, in all three splits) and ``train_per_class`` (keep only the first N
@@ -32,6 +43,7 @@ import functools
 import gzip
 import hashlib
 import os
+import random
 import tarfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +55,8 @@ from .._validate import check_choice, check_int, check_options, check_positive
 
 __all__ = [
     "DATASETS",
+    "MNIST1D_GENERATED",
+    "MNIST1D_REFERENCE_SEED",
     "DataUnavailableError",
     "Dataset",
     "DatasetSpec",
@@ -120,13 +134,18 @@ class TextSplit:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded benchmark: its spec and three fixed splits."""
+    """A loaded benchmark: its spec, three fixed splits, and ``extra`` named splits.
+
+    ``extra`` holds further evaluation splits by name (empty unless an option adds some, e.g.
+    MNIST-1D's ``"reference_test"`` under ``splits="generated"``); training never reads them.
+    """
 
     spec: DatasetSpec
     train: Split | TextSplit
     val: Split | TextSplit
     test: Split | TextSplit
     vocab: str | None = field(default=None)  # characters of a language task, index = token id
+    extra: dict[str, Split | TextSplit] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -139,7 +158,7 @@ class Dataset:
 
 _SUBSET_OPTIONS = {"classes", "train_per_class"}
 _OPTIONS = {
-    "mnist1d": {"num_samples", "val_fraction"} | _SUBSET_OPTIONS,
+    "mnist1d": {"num_samples", "val_fraction", "splits"} | _SUBSET_OPTIONS,
     "fashion_mnist": {"val_fraction"} | _SUBSET_OPTIONS,
     "cifar10": {"val_fraction"} | _SUBSET_OPTIONS,
     "tinyshakespeare": set(),
@@ -152,14 +171,19 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
     Args:
         name: one of ``DATASETS``.
         download: allow a network download when no local copy exists.  ``False`` never touches
-            the network.
+            the network (files already in the download cache are still used).
         **options: ``val_fraction`` (share of the published training split held out for
             validation, default 0.1) for image data; ``num_samples`` for ``mnist1d`` (default
-            5000, the published size).  Classification data also take ``classes`` (a sequence
-            of distinct original labels to keep, at least two; they become labels 0..k-1 in the
-            given order in every split and ``spec.num_classes`` becomes k) and
+            5000, the published size).  ``mnist1d`` also takes ``splits``: ``"reference"`` (the
+            default: validation carved from the published training split, the published test
+            split) or ``"generated"`` (all 4,000 published training examples train; validation
+            and test are fresh examples of the same generator, :data:`MNIST1D_GENERATED`; the
+            published 1,000 test examples are ``extra["reference_test"]``; takes neither
+            ``num_samples`` nor ``val_fraction``).  Classification data also take ``classes``
+            (a sequence of distinct original labels to keep, at least two; they become labels
+            0..k-1 in the given order in every split and ``spec.num_classes`` becomes k) and
             ``train_per_class`` (keep the first N examples of each kept class of the training
-            split, after the validation carve-out; validation and test stay whole).
+            split, after the validation carve-out; validation, test and extra splits stay whole).
 
     Raises:
         ValueError: unknown name or option, or a bad option value.
@@ -172,18 +196,34 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if name == "tinyshakespeare":
         return _load_tinyshakespeare(bool(download))
+    splits = check_choice(f"{name} splits", options.get("splits", "reference"), _SPLITS)
+    if splits == "generated":
+        clash = sorted({"num_samples", "val_fraction"} & set(options))
+        if clash:
+            raise ValueError(
+                f"mnist1d splits='generated' uses the published 4,000 training examples and "
+                f"fixed generated validation / test sizes; drop {', '.join(map(repr, clash))}"
+            )
     num_samples = int(check_positive("num_samples", options.get("num_samples", 5000)))
     classes = _checked_classes(name, options.get("classes"))
     per_class = options.get("train_per_class")
     if per_class is not None:
         check_int("train_per_class", per_class, 1)
+    whole = (name, bool(download), float(val_fraction), num_samples, splits)
     if classes is None and per_class is None:
-        return _load_whole(name, bool(download), float(val_fraction), num_samples)
-    return _load_subset(name, bool(download), float(val_fraction), num_samples, classes, per_class)
+        return _load_whole(*whole)
+    return _load_subset(*whole, classes, per_class)
 
 
-def _load_whole(name: str, download: bool, val_fraction: float, num_samples: int) -> Dataset:
+_SPLITS = ("reference", "generated")
+
+
+def _load_whole(
+    name: str, download: bool, val_fraction: float, num_samples: int, splits: str = "reference"
+) -> Dataset:
     if name == "mnist1d":
+        if splits == "generated":
+            return _load_mnist1d_generated()
         return _load_mnist1d(num_samples, val_fraction)
     if name == "fashion_mnist":
         return _load_fashion_mnist(download, val_fraction)
@@ -241,17 +281,20 @@ def _load_subset(
     download: bool,
     val_fraction: float,
     num_samples: int,
+    splits: str,
     classes: tuple[int, ...] | None,
     per_class: int | None,
 ) -> Dataset:
-    whole = _load_whole(name, download, val_fraction, num_samples)
+    whole = _load_whole(name, download, val_fraction, num_samples, splits)
     classes = classes or tuple(range(whole.spec.num_classes))
     lookup = torch.full((whole.spec.num_classes,), -1, dtype=torch.long)
     lookup[list(classes)] = torch.arange(len(classes))
     train, val, test = (_relabel(s, lookup) for s in (whole.train, whole.val, whole.test))
     if per_class is not None:
         train = _first_per_class(train, len(classes), per_class)
-    return Dataset(replace(whole.spec, num_classes=len(classes)), train, val, test)
+    extra = {k: _relabel(s, lookup) for k, s in whole.extra.items()}
+    spec_ = replace(whole.spec, num_classes=len(classes))
+    return Dataset(spec_, train, val, test, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,6 +390,120 @@ def _load_mnist1d(num_samples: int, val_fraction: float) -> Dataset:
     return Dataset(DATASETS["mnist1d"], train, val, test)
 
 
+# Fresh MNIST-1D splits (``splits="generated"``): split name -> (generator seed, examples).  The
+# published data use seed 42 (``get_dataset_args().seed``); these seeds differ from it and from
+# each other, so their random streams -- template choice order, scale, translation, shear and
+# both noises -- share nothing with the published examples.
+MNIST1D_GENERATED: dict[str, tuple[int, int]] = {"val": (142, 4000), "test": (242, 10000)}
+MNIST1D_REFERENCE_SEED = 42
+
+
+def _mnist1d_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mnist1d")
+    except PackageNotFoundError:  # pragma: no cover - an uninstalled source checkout
+        return "0"
+
+
+def _mnist1d_raw(seed: int, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalised MNIST-1D examples drawn as ``mnist1d.data.make_dataset`` draws them -- the
+    default generation arguments (``get_dataset_args()``), ``num_samples // 10`` examples per
+    template in label order, then one shuffle -- but from ``seed``.  ``make_dataset`` itself
+    standardises by the statistics of whatever it generated, so it cannot give examples on the
+    published data's scale; this loop can.  Python's and NumPy's global random states (which
+    ``mnist1d`` reseeds) are restored afterwards."""
+    from mnist1d.data import get_dataset_args, get_templates
+    from mnist1d.transform import transform
+    from mnist1d.utils import set_seed
+
+    args = get_dataset_args()
+    if args.shuffle_seq:  # make_dataset would permute positions; the defaults never do
+        raise RuntimeError("mnist1d default arguments changed: shuffle_seq is set")
+    templates = get_templates()
+    # mnist1d draws from NumPy's global stream, so this loop must too (NPY002 is deliberate)
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    try:
+        set_seed(seed)
+        xs, ys = [], []
+        for label_ix in range(len(templates["y"])):
+            for _ in range(num_samples // len(templates["y"])):
+                x, _t = transform(templates["x"][label_ix], templates["t"], args)
+                xs.append(x)
+                ys.append(templates["y"][label_ix])
+        order = np.random.permutation(len(ys))  # noqa: NPY002
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)  # noqa: NPY002
+    return np.stack(xs)[order], np.stack(ys)[order]
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_reference_scale() -> tuple[float, float]:
+    """Mean and standard deviation by which the published 5,000 examples were standardised,
+    from regenerating them with seed 42; raises if the regeneration is not bit-identical to
+    ``make_dataset``'s published data (then the generator is not the one the data came from)."""
+    raw, labels = _mnist1d_raw(MNIST1D_REFERENCE_SEED, 5000)
+    mean, std = raw.mean(), raw.std()
+    published = _mnist1d_arrays(5000)
+    x = np.concatenate([published["x"], published["x_test"]])
+    y = np.concatenate([published["y"], published["y_test"]])
+    if not (np.array_equal((raw - mean) / std, x) and np.array_equal(labels, y)):
+        raise RuntimeError(
+            "regenerating MNIST-1D with seed 42 did not reproduce the published data; the "
+            f"installed mnist1d ({_mnist1d_version()}) draws examples differently"
+        )
+    return float(mean), float(std)
+
+
+def _mnist1d_generated(seed: int, num_samples: int) -> dict[str, np.ndarray]:
+    """``num_samples`` fresh MNIST-1D examples from ``seed``, standardised with the published
+    data's mean and deviation (so they lie on the training data's scale); cached on disk."""
+    if seed == MNIST1D_REFERENCE_SEED:
+        raise ValueError(f"seed {seed} is the published data's seed; generated splits need others")
+    path = _cache_dir() / f"mnist1d-{_mnist1d_version()}-generated-seed{seed}-{num_samples}.npz"
+    if path.is_file():
+        with np.load(path) as cached:
+            return dict(cached)
+    mean, std = _mnist1d_reference_scale()
+    raw, labels = _mnist1d_raw(seed, num_samples)
+    arrays = {"x": (raw - mean) / std, "y": labels}
+    published = _mnist1d_arrays(5000)
+    _check_disjoint(arrays["x"], published["x"], f"generated seed {seed}", "published training")
+    _check_disjoint(arrays["x"], published["x_test"], f"generated seed {seed}", "published test")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+def _check_disjoint(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    """Raise if any example (row) of ``a`` equals one of ``b`` exactly."""
+    rows = {r.tobytes() for r in np.ascontiguousarray(b, dtype=np.float64)}
+    shared = sum(r.tobytes() in rows for r in np.ascontiguousarray(a, dtype=np.float64))
+    if shared:
+        raise RuntimeError(f"{shared} {a_name} examples duplicate {b_name} examples")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_mnist1d_generated() -> Dataset:
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return Split(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long))
+
+    raw = _mnist1d_arrays(5000)
+    made = {name: _mnist1d_generated(*seed_size) for name, seed_size in MNIST1D_GENERATED.items()}
+    _check_disjoint(made["val"]["x"], made["test"]["x"], "generated validation", "generated test")
+    return Dataset(
+        DATASETS["mnist1d"],
+        split(raw["x"], raw["y"]),
+        split(made["val"]["x"], made["val"]["y"]),
+        split(made["test"]["x"], made["test"]["y"]),
+        extra={"reference_test": split(raw["x_test"], raw["y_test"])},
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Fashion-MNIST
 
@@ -364,11 +521,17 @@ def _parse_idx(content: bytes) -> np.ndarray:
     return data.reshape(tuple(dims))
 
 
+def _fashion_cache_name(stem: str) -> str:
+    """The file name a download of ``stem`` gets in the cache."""
+    return f"fashion-mnist-{stem}.gz"
+
+
 def _fashion_file(stem: str, download: bool) -> bytes:
     candidates = []
     if _data_dir() is not None:
         candidates += [_data_dir() / f"{stem}.gz", _data_dir() / stem]
     candidates += [DEBIAN_FASHION_DIR / f"{stem}.gz", DEBIAN_FASHION_DIR / stem]
+    candidates.append(_cache_dir() / _fashion_cache_name(stem))  # an earlier download
     for path in candidates:
         if path.is_file():
             return _verified(path, _read_maybe_gzip(path), FASHION_SHA256[stem])
@@ -378,7 +541,7 @@ def _fashion_file(stem: str, download: bool) -> bytes:
             "dataset-fashion-mnist, or put the IDX files in $LAYERWISE_DATA, or allow download=True"
         )
     try:
-        path = _download(FASHION_URL + f"{stem}.gz", f"fashion-mnist-{stem}.gz")
+        path = _download(FASHION_URL + f"{stem}.gz", _fashion_cache_name(stem))
     except Exception as exc:  # network errors come in many types; one message says what to do
         raise DataUnavailableError(
             f"Fashion-MNIST file {stem} could not be downloaded ({type(exc).__name__}): install "
@@ -455,14 +618,30 @@ def _cifar10_from_archive(archive: Path, val_fraction: float) -> Dataset:
     return Dataset(DATASETS["cifar10"], norm(train), norm(val), norm(test))
 
 
+def _check_md5(path: Path, expected: str) -> None:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise ValueError(
+            f"checksum mismatch for {path}: MD5 of its content is {digest.hexdigest()}, "
+            f"expected {expected}; refusing the file (delete or replace it)"
+        )
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cifar10(download: bool, val_fraction: float) -> Dataset:
     cached = _cache_dir() / "cifar-10-binary.tar.gz"
-    if not cached.is_file() and not download:
-        raise DataUnavailableError(
-            f"CIFAR-10 is download-only and {cached} does not exist: allow download=True "
-            "(about 160 MB) or set $LAYERWISE_CACHE to a folder holding cifar-10-binary.tar.gz"
-        )
+    if not download:
+        if not cached.is_file():
+            raise DataUnavailableError(
+                f"CIFAR-10 is download-only and {cached} does not exist: allow download=True "
+                "(about 160 MB) or set $LAYERWISE_CACHE to a folder holding cifar-10-binary.tar.gz"
+            )
+        # checked here, not by pooch: pooch would download again over a file that mismatches
+        _check_md5(cached, CIFAR10_MD5.removeprefix("md5:"))
+        return _cifar10_from_archive(cached, val_fraction)
     try:
         archive = _download(CIFAR10_URL, "cifar-10-binary.tar.gz", known_hash=CIFAR10_MD5)
     except ValueError:  # pooch's checksum mismatch: refuse the file, do not mask it
@@ -480,9 +659,11 @@ def _load_cifar10(download: bool, val_fraction: float) -> Dataset:
 
 
 def _shakespeare_text(download: bool) -> str:
-    local = _data_dir() / "tinyshakespeare.txt" if _data_dir() is not None else None
-    if local is not None and local.is_file():
-        return _verified(local, local.read_bytes(), SHAKESPEARE_SHA256).decode("utf-8")
+    candidates = [_data_dir() / "tinyshakespeare.txt"] if _data_dir() is not None else []
+    candidates.append(_cache_dir() / "tinyshakespeare.txt")  # an earlier download
+    for local in candidates:
+        if local.is_file():
+            return _verified(local, local.read_bytes(), SHAKESPEARE_SHA256).decode("utf-8")
     if not download:
         raise DataUnavailableError(
             "tinyshakespeare.txt not found: set $LAYERWISE_DATA to a folder holding it "
