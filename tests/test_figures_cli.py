@@ -7,9 +7,11 @@ import pytest
 
 from layerwise.__main__ import main
 from layerwise.harness import runner as figures
+from layerwise.harness.study import start
 
 
 def _project(tmp_path, cells: dict[str, str]):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     (tmp_path / "notebooks").mkdir()
     for name, source in cells.items():
@@ -72,3 +74,49 @@ def test_update_readme_rewrites_only_the_marked_section(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n")
     assert "stale" not in text and "a | b" in text and "01_a" in text
+
+
+def _stored(folder, n):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"{i:020d}.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.slow  # starts a kernel
+def test_fresh_deletes_only_the_store_the_notebook_reads(tmp_path, monkeypatch, capsys):
+    """With $LAYERWISE_RESULTS set, --fresh empties that store's folder of the notebook, not the
+    project's results/ (which the notebook does not read)."""
+    root = _project(
+        tmp_path / "project",
+        {"01_a": "from layerwise.harness.study import start\nprint(start('01_a').store.root)"},
+    )
+    project_runs = _stored(root / "results" / "01_a", 3)
+    elsewhere = tmp_path / "elsewhere"
+    used_runs = _stored(elsewhere / "01_a", 2)
+    monkeypatch.setenv("LAYERWISE_RESULTS", str(elsewhere))
+    monkeypatch.chdir(root)
+    assert main(["figures", "01_a", "--fresh"]) == 0
+    assert len(list(project_runs.glob("*.json"))) == 3
+    assert not used_runs.exists()
+    assert f"deleting {used_runs} (2 stored runs of 01_a)" in capsys.readouterr().out
+    nb = nbformat.read(root / "notebooks" / "01_a.ipynb", as_version=4)
+    assert nb.cells[1].outputs[0]["text"] == f"{elsewhere}\n"  # the store the notebook read
+
+
+def test_fresh_resolves_a_relative_store_from_the_project_root(tmp_path, monkeypatch, capsys):
+    root = _project(tmp_path, {"01_a": "pass"})
+    used_runs = _stored(root / "mine" / "01_a", 1)
+    monkeypatch.setenv("LAYERWISE_RESULTS", "mine")
+    monkeypatch.chdir(tmp_path / "notebooks")  # where the notebook runs
+    assert start("01_a").store.root == root / "mine"
+    assert figures.discard_stored_runs("01_a", "full", root) == used_runs
+    assert not used_runs.exists() and (root / "mine").is_dir()
+
+
+def test_fresh_with_a_temporary_smoke_store_deletes_nothing(tmp_path, monkeypatch, capsys):
+    root = _project(tmp_path, {"01_a": "pass"})
+    project_runs = _stored(root / "results" / "01_a", 1)
+    monkeypatch.delenv("LAYERWISE_RESULTS", raising=False)
+    assert figures.discard_stored_runs("01_a", "smoke", root) is None
+    assert project_runs.is_dir() and "temporary store" in capsys.readouterr().out

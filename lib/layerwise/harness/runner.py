@@ -7,6 +7,7 @@ re-running an unchanged study leaves a quiet diff.  A summary names every notebo
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import shutil
 import time
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .._validate import check_choice
-from .study import project_root
+from .study import PROFILES, project_root, store_root
 
 __all__ = [
     "NotebookOutcome",
     "available",
     "clean_metadata",
+    "discard_stored_runs",
     "readme_verdicts",
     "run_notebooks",
     "update_readme",
@@ -54,12 +56,33 @@ def clean_metadata(nb: Any) -> Any:
     return nb
 
 
-def _check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+def _checked_profile(path: Path, parameters: Mapping[str, Any]) -> str:
+    """Check that the notebook declares every given parameter; return the profile it will run
+    in (the ``profile`` parameter given, else the notebook's default, else ``"full"``)."""
     import papermill
 
-    declared = {p["name"] for p in papermill.inspect_notebook(str(path)).values()}
+    declared = {p["name"]: p["default"] for p in papermill.inspect_notebook(str(path)).values()}
     for name in parameters:
         check_choice(f"parameter of {path.stem}", name, declared)
+    default = ast.literal_eval(declared["profile"]) if "profile" in declared else "full"
+    return check_choice("profile", parameters.get("profile", default), PROFILES)
+
+
+def discard_stored_runs(name: str, profile: str, root: Path) -> Path | None:
+    """Delete notebook ``name``'s folder in the run store it reads in ``profile``
+    (``study.store_root``: ``$LAYERWISE_RESULTS`` when set) after printing which; return it.
+
+    ``None`` when that store is a fresh temporary one (smoke profile): nothing to discard.
+    """
+    folder = store_root(profile, root)
+    if folder is None:
+        print(f"--fresh: {name} ({profile}) starts from an empty temporary store", flush=True)
+        return None
+    target = folder / name
+    stored = len(list(target.glob("*.json"))) if target.is_dir() else 0
+    print(f"--fresh: deleting {target} ({stored} stored runs of {name})", flush=True)
+    shutil.rmtree(target, ignore_errors=True)
+    return target
 
 
 def run_notebooks(
@@ -72,8 +95,9 @@ def run_notebooks(
 ) -> list[NotebookOutcome]:
     """Execute notebooks in place (all when ``names`` is empty) and return their outcomes.
 
-    ``fresh`` discards each notebook's stored runs (``results/<notebook>/``) first, so every
-    number is retrained.  Unknown notebook or parameter names raise before anything runs.
+    ``fresh`` discards each notebook's stored runs first (``<store>/<notebook>/`` of the store the
+    notebook reads, :func:`discard_stored_runs`), so every number is retrained.  Unknown notebook
+    or parameter names raise before anything runs.
     """
     import nbformat
     import papermill
@@ -84,14 +108,13 @@ def run_notebooks(
     for name in chosen:
         check_choice("notebook", name, notebooks)
     parameters = dict(parameters or {})
-    for name in chosen:
-        _check_parameters(notebooks[name], parameters)
+    profiles = {name: _checked_profile(notebooks[name], parameters) for name in chosen}
 
     outcomes = []
     for name in chosen:
         path = notebooks[name]
         if fresh:
-            shutil.rmtree(root / "results" / name, ignore_errors=True)
+            discard_stored_runs(name, profiles[name], root)
         started = time.perf_counter()
         try:
             papermill.execute_notebook(

@@ -6,6 +6,10 @@
   (``$LAYERWISE_RESULTS`` / ``$LAYERWISE_FIGURES`` override them);
 * ``profile="smoke"`` (seconds, for checks): a fresh temporary store and figure folder unless
   those variables are set, so a smoke run never touches the committed results.
+
+A relative ``$LAYERWISE_RESULTS`` or ``$LAYERWISE_FIGURES`` counts from the project root, so the
+notebook (which runs in ``notebooks/``) and ``python -m layerwise figures --fresh`` (run from
+anywhere) mean the same folder; :func:`store_root` says which.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from .._validate import check_choice
 from .store import Store
 
-__all__ = ["PROFILES", "Study", "project_root", "start"]
+__all__ = ["PROFILES", "Study", "project_root", "start", "store_root"]
 
 PROFILES = ("full", "smoke")
 
@@ -32,6 +36,24 @@ def project_root(start_dir: str | os.PathLike | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
             return folder
     return here
+
+
+def _env_folder(variable: str, root: Path) -> Path | None:
+    """The folder ``$variable`` names (relative to ``root``), ``None`` when it is unset."""
+    value = os.environ.get(variable)
+    return root / value if value else None
+
+
+def store_root(profile: str = "full", root: Path | None = None) -> Path | None:
+    """The folder of the run store a notebook of the project at ``root`` reads in ``profile``:
+    ``$LAYERWISE_RESULTS`` when set, else the project's ``results/`` for ``"full"`` and ``None``
+    for ``"smoke"`` (a fresh temporary folder each time)."""
+    check_choice("profile", profile, PROFILES)
+    root = root or project_root()
+    folder = _env_folder("LAYERWISE_RESULTS", root)
+    if folder is None and profile == "full":
+        folder = root / "results"
+    return folder
 
 
 @dataclasses.dataclass
@@ -66,15 +88,10 @@ class Study:
 
 def start(name: str, profile: str = "full") -> Study:
     """Context for notebook ``name`` in ``profile`` (``"full"`` or ``"smoke"``)."""
-    check_choice("profile", profile, PROFILES)
     root = project_root()
-    results = os.environ.get("LAYERWISE_RESULTS")
-    figures = os.environ.get("LAYERWISE_FIGURES")
+    results = store_root(profile, root)
+    figures = _env_folder("LAYERWISE_FIGURES", root)
     if profile == "smoke":
         scratch = Path(tempfile.mkdtemp(prefix=f"layerwise-{name}-smoke-"))
-        store = Store(results or scratch / "results")
-        figure_dir = Path(figures or scratch / "figures") / name
-    else:
-        store = Store(results or root / "results")
-        figure_dir = Path(figures or root / "figures") / name
-    return Study(name, profile, store, figure_dir)
+        results, figures = results or scratch / "results", figures or scratch / "figures"
+    return Study(name, profile, Store(results), (figures or root / "figures") / name)
