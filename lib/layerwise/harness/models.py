@@ -6,8 +6,36 @@ inputs to logits: ``(batch, classes)`` for classification, ``(batch, time, vocab
 character language model (inputs are token ids of shape ``(batch, time)``).  Every model's
 output layer is the attribute ``head`` so that readout rules (muP, head-only rates) find it.
 
-Reference sizes: the MNIST-1D repository's ``MLPBase`` / ``ConvBase`` / ``GRUBase`` (Greydanus
-2020) and nanoGPT's CPU character configuration (4 layers, 4 heads, 128 wide, block 64).
+Default sizes follow the MNIST-1D repository's ``MLPBase`` / ``ConvBase`` / ``GRUBase`` (Greydanus
+2020) loosely and nanoGPT's CPU character configuration (4 layers, 4 heads, 128 wide, block 64).
+
+``variant="reference"`` builds a published benchmark model exactly (its structure, sizes and
+PyTorch's default initialisation; training settings are the run's business):
+
+* MNIST-1D, from ``notebooks/models.py`` of github.com/greydanus/mnist1d as the benchmark notebook
+  ``notebooks/mnist1d-classification.ipynb`` builds them:
+
+  - ``mlp``: ``MLPBase`` -- 40 -> 100 -> 100 -> 10 with a residual second layer,
+    ``h = relu(W1 x); h = h + relu(W2 h); W3 h`` (the notebook keeps ``hidden_size=100``, the class
+    default; ``train.py``'s ``get_model_args`` says 256 but is not passed to it), 15,210
+    parameters.  The plain default (256 wide, no skip) differs in both.
+  - ``cnn``: ``ConvBase`` -- Conv1d(1, 25, 5, stride 2, pad 1), then two Conv1d(25, 25, 3,
+    stride 2, pad 1), ReLU after each, flatten 25 x 5 = 125 -> 10; 5,210 parameters.  The
+    default is the same network.
+  - ``gru``: ``GRUBase`` -- one bidirectional GRU, hidden 6, zero initial state; the head reads
+    the outputs of *all 40 time steps* (flattened time-major, 40 x 12 = 480 -> 10); 5,134
+    parameters.  The default reads only the final states (12 -> 10).
+
+* Fashion-MNIST ``cnn``: the "2 Conv <100K parameters" row (0.925) of the Fashion-MNIST README,
+  hardmaru's ``pytorch_tiny_custom_mnist_adam.ipynb`` (github.com/hardmaru/pytorch_notebooks)
+  ``Net`` -- Conv2d(1, 32, 5, pad 2) + ReLU + 2x2 max-pool, Conv2d(32, 64, 5, pad 2) + ReLU +
+  2x2 max-pool, linear 64 x 7 x 7 = 3136 -> 10; 83,466 parameters.  It ends in
+  ``log_softmax`` + NLL, which is our cross-entropy on logits; its inputs were standardised with
+  MNIST's (0.1307, 0.3081), ours with the training split's own statistics.
+
+The variant fills in options (listed in ``_VARIANTS``); options given beside it override them.
+The structural options behind the variants -- ``residual`` (mlp), ``readout`` (gru/lstm),
+``kernel`` (image cnn) -- can also be given on their own.
 """
 
 from __future__ import annotations
@@ -18,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_choice, check_options, check_positive
+from .._validate import check_choice, check_int, check_options, check_positive
 from . import data as _data
 
 __all__ = ["MODELS", "build", "default_options"]
@@ -93,9 +121,21 @@ class TransformerBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """Fully connected ReLU network; for text, a fixed-context character model (Bengio 2003)."""
+    """Fully connected ReLU network; for text, a fixed-context character model (Bengio 2003).
 
-    def __init__(self, spec: _data.DatasetSpec, width: int, depth: int, context: int, embed: int):
+    ``residual``: every hidden layer after the first adds its input back, ``h + relu(W h)``
+    (``MLPBase``'s second layer); the skip needs depth >= 2 to exist.
+    """
+
+    def __init__(
+        self,
+        spec: _data.DatasetSpec,
+        width: int,
+        depth: int,
+        context: int,
+        embed: int,
+        residual: bool = False,
+    ):
         super().__init__()
         self.language = spec.task == "language"
         if self.language:
@@ -106,7 +146,10 @@ class MLP(nn.Module):
             fan_in = math.prod(spec.input_shape)
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers += [nn.Linear(fan_in if i == 0 else width, width), nn.ReLU()]
+            if residual and i > 0:
+                layers.append(Residual(nn.Sequential(nn.Linear(width, width), nn.ReLU())))
+            else:
+                layers += [nn.Linear(fan_in if i == 0 else width, width), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width if depth else fan_in, spec.num_classes)
 
@@ -120,10 +163,19 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Convolutional network: Conv1d stack for MNIST-1D (ConvBase), Conv2d + pooling for images,
-    a causal Conv1d stack over embeddings for text."""
+    """Convolutional network: Conv1d stack for MNIST-1D (ConvBase), Conv2d + pooling for images
+    (``kernel`` x ``kernel`` convolutions, "same" padding), a causal Conv1d stack over embeddings
+    for text."""
 
-    def __init__(self, spec: _data.DatasetSpec, width: int, depth: int, hidden: int, embed: int):
+    def __init__(
+        self,
+        spec: _data.DatasetSpec,
+        width: int,
+        depth: int,
+        hidden: int,
+        embed: int,
+        kernel: int = 3,
+    ):
         super().__init__()
         self.task = spec.task
         layers: list[nn.Module] = []
@@ -139,16 +191,17 @@ class CNN(nn.Module):
         if len(spec.input_shape) == 1:  # MNIST-1D: strided Conv1d, as ConvBase
             length, channels = spec.input_shape[0], 1
             for i in range(depth):
-                kernel = 5 if i == 0 else 3
-                layers += [nn.Conv1d(channels, width, kernel, stride=2, padding=1), nn.ReLU()]
-                length = (length + 2 - kernel) // 2 + 1
+                side = 5 if i == 0 else 3
+                layers += [nn.Conv1d(channels, width, side, stride=2, padding=1), nn.ReLU()]
+                length = (length + 2 - side) // 2 + 1
                 channels = width
             flat = channels * length
-        else:  # images: 3x3 conv + ReLU + 2x2 max-pool per layer
+        else:  # images: conv + ReLU + 2x2 max-pool per layer, channels doubling
             channels, size = spec.input_shape[0], spec.input_shape[1]
             for i in range(depth):
                 out = width * 2**i
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                conv = nn.Conv2d(channels, out, kernel, padding=kernel // 2)
+                layers += [conv, nn.ReLU(), nn.MaxPool2d(2)]
                 channels, size = out, size // 2
             flat = channels * size * size
         self.body = nn.Sequential(*layers, nn.Flatten())
@@ -169,23 +222,41 @@ class CNN(nn.Module):
 
 class Recurrent(nn.Module):
     """GRU or LSTM.  Classification reads the sequence (MNIST-1D one value per step, images one
-    row per step; bidirectional as GRUBase) and classifies the final states; text predicts the
-    next character at every step (unidirectional)."""
+    row per step; bidirectional as GRUBase) and classifies the final states (``readout="final"``)
+    or, as GRUBase, the outputs of every step flattened time-major (``readout="all"``); text
+    predicts the next character at every step (unidirectional)."""
 
     def __init__(
-        self, spec: _data.DatasetSpec, cell: str, width: int, depth: int, embed: int, bidir: bool
+        self,
+        spec: _data.DatasetSpec,
+        cell: str,
+        width: int,
+        depth: int,
+        embed: int,
+        bidir: bool,
+        readout: str = "final",
     ):
         super().__init__()
+        check_choice(f"{cell} readout", readout, _READOUTS)
         self.language = spec.task == "language"
+        self.readout = readout
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        steps = 1
         if self.language:
+            if readout != "final":
+                raise ValueError(
+                    f"readout={readout!r} needs a fixed-length classification input; "
+                    f"{spec.name} is a language task (it predicts at every step)"
+                )
             self.embed = nn.Embedding(spec.num_classes, embed)
             features, bidir = embed, False
         else:
             shape = spec.input_shape
             features = 1 if len(shape) == 1 else shape[0] * shape[2]
+            if readout == "all":
+                steps = shape[0] if len(shape) == 1 else shape[1]
         self.rnn = rnn(features, width, num_layers=depth, batch_first=True, bidirectional=bidir)
-        self.head = nn.Linear(width * (2 if bidir else 1), spec.num_classes)
+        self.head = nn.Linear(width * (2 if bidir else 1) * steps, spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.language:
@@ -193,6 +264,8 @@ class Recurrent(nn.Module):
             return self.head(out)
         seq = x.unsqueeze(-1) if x.dim() == 2 else x.permute(0, 2, 1, 3).flatten(2)
         out, _ = self.rnn(seq)
+        if self.readout == "all":  # (batch, time, directions * width) -> time-major flat
+            return self.head(out.flatten(1))
         if self.rnn.bidirectional:
             half = out.shape[-1] // 2
             last = torch.cat([out[:, -1, :half], out[:, 0, half:]], dim=-1)
@@ -322,7 +395,9 @@ class Hybrid(nn.Module):
 _DEFAULTS: dict[str, dict[str, dict]] = {
     # per family: dataset name -> default options ("*" for any dataset without its own entry)
     "mlp": {
-        "mnist1d": {"width": 256, "depth": 2},  # the MNIST-1D repository's train.py setting
+        # get_model_args' hidden_size in the MNIST-1D repository's train.py (its benchmark
+        # builds MLPBase at the class default, 100; that is variant "reference")
+        "mnist1d": {"width": 256, "depth": 2},
         "fashion_mnist": {"width": 256, "depth": 2},
         "cifar10": {"width": 512, "depth": 3},
         "tinyshakespeare": {"width": 256, "depth": 2, "context": 8, "embed": 32},
@@ -366,6 +441,27 @@ _COMMON = {
 
 MODELS: tuple[str, ...] = tuple(_DEFAULTS)
 
+# Options beyond the sizes, per family; absent means the behaviour every stored run had.
+_STRUCTURAL = {
+    "mlp": {"residual"},  # False: plain stack; True: h + relu(W h) after the first layer
+    "cnn": {"kernel"},  # image convolutions' side, odd; 3 when absent
+    "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
+    "lstm": {"readout"},
+}
+_READOUTS = ("final", "all")
+
+# Named presets of options: family -> dataset -> variant -> options (see the module docstring).
+_VARIANTS: dict[str, dict[str, dict[str, dict]]] = {
+    "mlp": {"mnist1d": {"reference": {"width": 100, "depth": 2, "residual": True}}},
+    "cnn": {
+        "mnist1d": {"reference": {"width": 25, "depth": 3, "hidden": 0}},
+        "fashion_mnist": {"reference": {"width": 32, "depth": 2, "hidden": 0, "kernel": 5}},
+    },
+    "gru": {
+        "mnist1d": {"reference": {"width": 6, "depth": 1, "bidirectional": True, "readout": "all"}}
+    },
+}
+
 
 def default_options(name: str, dataset: str) -> dict:
     """The options ``build`` uses for a family on a dataset when none are given."""
@@ -374,16 +470,36 @@ def default_options(name: str, dataset: str) -> dict:
     return {**_COMMON.get(name, {}), **_DEFAULTS[name][dataset]}
 
 
+def _variant(name: str, dataset: str, variant: object) -> dict:
+    """The options a named variant stands for (``{}`` for ``None``); raises naming the valid."""
+    if variant is None:
+        return {}
+    defined = _VARIANTS[name].get(dataset, {})
+    if not defined:
+        where = ", ".join(f"{name} on {d}" for d in _VARIANTS[name])
+        raise ValueError(
+            f"no {name} variants are defined for {dataset} (got variant={variant!r}); "
+            f"variants exist for {where}"
+        )
+    return dict(defined[check_choice(f"{name} variant on {dataset}", variant, defined)])
+
+
 def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options) -> nn.Module:
     """Build a model of family ``name`` for ``dataset`` (a name, a loaded dataset or a spec).
 
     Options (all families): ``width``, ``depth``; ``cnn``: ``hidden`` (dense layer before the
-    head, 0 for none), ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``embed`` (text);
-    ``mlp``: ``context``, ``embed`` (text); ``hybrid``: ``width``, ``heads`` only (no depth);
-    ``transformer``: ``heads``, ``patch`` (patch length or
-    side), ``block`` (text context), ``tie`` (tie head to the token embedding), ``attn_scale``
-    (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``: PyTorch's defaults;
-    ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).  Missing options take ``default_options(name, dataset)``.
+    head, 0 for none), ``kernel`` (side of the image convolutions, odd, default 3; images only),
+    ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``readout`` (``"final"``, the default:
+    the head reads the final states; ``"all"``: the outputs of every step, classification only),
+    ``embed`` (text); ``mlp``: ``residual`` (default ``False``; ``True``: hidden layers after the
+    first compute ``h + relu(W h)``, depth >= 2), ``context``, ``embed`` (text); ``mlp``, ``cnn``,
+    ``gru``: ``variant`` (``"reference"``: a published benchmark model, see the module docstring;
+    defined for MNIST-1D mlp / cnn / gru and Fashion-MNIST cnn; options given beside it win);
+    ``hybrid``: ``width``, ``heads`` only (no depth); ``transformer``: ``heads``, ``patch``
+    (patch length or side), ``block`` (text context), ``tie`` (tie head to the token
+    embedding), ``attn_scale`` (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``:
+    PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).  Missing
+    options take ``default_options(name, dataset)``.
     """
     check_choice("model", name, MODELS)
     if isinstance(dataset, _data.Dataset):
@@ -394,8 +510,10 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         spec = _data.spec(dataset)
     defaults = default_options(name, spec.name)
     valid = set(defaults) | {"embed"} if name not in ("transformer", "hybrid") else set(defaults)
+    valid |= _STRUCTURAL.get(name, set()) | ({"variant"} if name in _VARIANTS else set())
     check_options(f"{name} model", options, valid)
-    o = {**defaults, **options}
+    o = {**defaults, **_variant(name, spec.name, options.get("variant")), **options}
+    o.pop("variant", None)
     for key in ("width", "depth", "heads", "patch", "block", "context", "embed"):
         if key in o and key != "depth":
             check_positive(key, o[key])
@@ -405,11 +523,24 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         raise ValueError(f"depth must be >= 1 for {name} (>= 0 for mlp), got {o['depth']!r}")
     embed = o.get("embed", 64)
     if name == "mlp":
-        return MLP(spec, o["width"], o["depth"], o.get("context", 8), embed)
+        residual = o.get("residual", False)
+        if not isinstance(residual, bool):
+            raise ValueError(f"mlp residual must be True or False, got {residual!r}")
+        if residual and o["depth"] < 2:
+            raise ValueError(f"mlp residual=True needs depth >= 2, got depth {o['depth']!r}")
+        return MLP(spec, o["width"], o["depth"], o.get("context", 8), embed, residual)
     if name == "cnn":
-        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed)
+        kernel = o.get("kernel", 3)
+        if "kernel" in o:
+            if spec.task != "classification" or len(spec.input_shape) != 3:
+                raise ValueError(f"cnn kernel applies to image data only, not {spec.name}")
+            if check_int("cnn kernel", kernel, 1) % 2 == 0:
+                raise ValueError(f"cnn kernel must be odd (for same padding), got {kernel!r}")
+        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed, kernel)
     if name in ("gru", "lstm"):
-        return Recurrent(spec, name, o["width"], o["depth"], embed, o.get("bidirectional", False))
+        bidir = o.get("bidirectional", False)
+        readout = o.get("readout", "final")
+        return Recurrent(spec, name, o["width"], o["depth"], embed, bidir, readout)
     return Transformer(
         spec,
         o["width"],
