@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import pytest
 
 from layerwise.harness import sweep
@@ -80,3 +88,65 @@ def test_dask_executor_runs_a_sweep(tmp_path, tiny_config):
         )
     assert [r["final"] for r in records] == [r["final"] for r in inline]
     assert len(list((tmp_path / "dask").glob("*.json"))) == 2
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    """SIGKILL the process running a two-worker sweep: no worker outlives it."""
+    script = textwrap.dedent(
+        f"""
+        from layerwise.harness.config import RunConfig
+        from layerwise.harness.store import Store
+        from layerwise.harness.sweep import grid, run_configs
+        base = RunConfig(dataset="mnist1d", model="mlp", lr=1e-3, batch_size=64, steps=10**6,
+                         eval_every=10**6, model_options={{"width": 32}})
+        run_configs(grid(base, seed=range(4)), "kill", store=Store({str(tmp_path)!r}),
+                    jobs=2, progress=False)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [  # spawned workers that have imported torch, so they are (about to be) training
+                pid
+                for pid in _children(proc.pid)
+                if "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+            ]
+        assert len(workers) == 2, "the sweep should have started two workers"
+        time.sleep(1.0)
+        descendants = _children(proc.pid)  # the workers and multiprocessing's resource tracker
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in descendants):
+        time.sleep(0.1)
+    survivors = [pid for pid in descendants if _alive(pid)]
+    for pid in survivors:  # leave no process behind, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"processes {survivors} outlived the killed sweep"

@@ -12,9 +12,14 @@ the store then fails at once with the list of missing runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import Any
@@ -110,18 +115,52 @@ def run_configs(
     return [found[c.key()] for c in configs]  # type: ignore[misc]
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0  # how often a worker polls its parent where prctl is not available
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the process that started it dies, even by
+    SIGKILL, so a killed sweep leaves no worker training on.
+
+    Linux: the kernel sends the worker SIGKILL when its parent exits (``PR_SET_PDEATHSIG``;
+    the pool starts its workers from the thread that submits, which outlives the pool).
+    Elsewhere a daemon thread polls ``os.getppid()`` every ``PARENT_POLL_S`` seconds.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
 @contextlib.contextmanager
 def worker_pool(
     jobs: int | None = None, executor: Executor | None = None
 ) -> Iterator[Executor | None]:
     """A process pool of ``jobs`` spawned workers (``None`` when ``jobs == 1``: run inline), or
     the given ``executor`` unchanged.  Share one pool between several ``run_configs`` calls so
-    that workers keep their imported modules and loaded datasets."""
+    that workers keep their imported modules and loaded datasets.  The workers end when the
+    process that made the pool dies (:func:`_die_with_parent`)."""
     jobs = jobs or default_jobs()
     if executor is not None or jobs == 1:
         yield executor
         return
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         yield pool
     finally:
