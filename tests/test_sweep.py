@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from layerwise.harness import sweep
+from layerwise.harness import sweep, train
 from layerwise.harness.store import Store
 
 
@@ -150,3 +153,115 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
     for pid in survivors:  # leave no process behind, then fail
         os.kill(pid, signal.SIGKILL)
     assert not survivors, f"processes {survivors} outlived the killed sweep"
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps sharing a store
+
+
+def _claim_as_another_sweep(store, study, config, **owner):
+    path = store.claim_path(study, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {"pid": os.getppid(), "host": socket.gethostname(), "time": time.time()}
+    path.write_text(json.dumps({**fields, "token": "other", **owner}))
+    return path
+
+
+def test_run_claimed_by_a_live_sweep_is_waited_for_not_trained(
+    tmp_path, tiny_config, monkeypatch, capsys
+):
+    calls = _counting(monkeypatch)
+    monkeypatch.setattr(sweep, "CLAIM_POLL_S", 0.05)
+    store = Store(tmp_path)
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    claim = _claim_as_another_sweep(store, "s", configs[1])
+    theirs = train.run(configs[1])
+
+    def other_sweep_finishes():
+        time.sleep(0.5)
+        store.put("s", theirs)
+        claim.unlink()
+
+    other = threading.Thread(target=other_sweep_finishes)
+    other.start()
+    records = sweep.run_configs(configs, "s", store=store, jobs=1, progress=False)
+    other.join()
+    assert calls == [configs[0].key()]  # the claimed run was not trained here
+    assert records[1] == theirs
+    assert f"waiting for 1 run(s) that another sweep is training (run {configs[1].key()}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_run_of_a_dead_sweep_is_trained(tmp_path, tiny_config, monkeypatch):
+    calls = _counting(monkeypatch)
+    store = Store(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim = _claim_as_another_sweep(store, "s", tiny_config, pid=dead.pid)
+    records = sweep.run_configs([tiny_config], "s", store=store, jobs=1, progress=False)
+    assert calls == [tiny_config.key()] and records[0]["key"] == tiny_config.key()
+    assert not claim.exists()
+
+
+def test_run_dropped_by_a_failed_sweep_is_trained(tmp_path, tiny_config, monkeypatch):
+    """The other sweep's run fails: it removes its claim without a record; this sweep, which was
+    waiting, trains the run itself."""
+    calls = _counting(monkeypatch)
+    monkeypatch.setattr(sweep, "CLAIM_POLL_S", 0.05)
+    store = Store(tmp_path)
+    claim = _claim_as_another_sweep(store, "s", tiny_config)
+    threading.Timer(0.3, claim.unlink).start()
+    sweep.run_configs([tiny_config], "s", store=store, jobs=1, progress=False)
+    assert calls == [tiny_config.key()]
+
+
+def test_claims_are_released_when_a_run_fails(tmp_path, tiny_config, monkeypatch):
+    def failing(config):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sweep, "_train_one", failing)
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep.run_configs(configs, "s", store=Store(tmp_path), jobs=1, progress=False)
+    assert not list(tmp_path.glob("s/*.claim"))
+    assert not list(tmp_path.glob("s/*.json"))
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
+    """Two processes sweep overlapping grids on one store at the same time: every run is
+    trained by exactly one of them, and each gets every record it asked for."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from layerwise.harness import sweep, train
+        from layerwise.harness.config import RunConfig
+        from layerwise.harness.store import Store
+        trained = []
+        real = sweep._train_one
+        def logged(config):
+            trained.append(config.key())
+            return real(config)
+        sweep._train_one = logged
+        sweep.CLAIM_POLL_S = 0.1
+        base = RunConfig(dataset="mnist1d", model="mlp", lr=1e-3, batch_size=64, steps=60,
+                         eval_every=60, model_options={{"width": 32}})
+        seeds = range(int(sys.argv[1]), int(sys.argv[2]))
+        records = sweep.run_configs(sweep.grid(base, seed=seeds), "both",
+                                    store=Store({str(tmp_path)!r}), jobs=1, progress=False)
+        print(json.dumps({{"trained": trained, "records": [r["key"] for r in records]}}))
+        """
+    )
+    sweeps = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *seeds], stdout=subprocess.PIPE, env=os.environ.copy()
+        )
+        for seeds in (("0", "8"), ("2", "10"))
+    ]
+    outputs = [json.loads(proc.communicate(timeout=300)[0]) for proc in sweeps]
+    assert all(proc.returncode == 0 for proc in sweeps)
+    trained = outputs[0]["trained"] + outputs[1]["trained"]
+    assert len(trained) == len(set(trained)) == 10  # seeds 0..9, each trained once
+    assert len(outputs[0]["records"]) == len(outputs[1]["records"]) == 8
+    assert not list(tmp_path.glob("both/*.claim"))

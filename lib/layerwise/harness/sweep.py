@@ -1,9 +1,17 @@
 """Sweeps: expand a grid of configs, skip what the store holds, run the rest in parallel.
 
 Each finished run is written to the store as soon as it completes, so a sweep that is killed
-(even with SIGKILL) resumes where it stopped.  Any ``concurrent.futures.Executor`` can run the
-work -- by default a process pool with one torch thread per worker so the cores are used once;
+(even with SIGKILL) keeps every finished run and, rerun, trains only the others: the runs that
+were in flight when it died start again from step 0 (runs keep no mid-run checkpoints).  Its
+worker processes die with it.  Any ``concurrent.futures.Executor`` can run the work -- by
+default a process pool with one torch thread per worker so the cores are used once;
 ``dask.distributed.Client(...).get_executor()`` runs the same sweep on a cluster.
+
+Sweeps may share a store: a run is claimed (``Store.claim``) before it is trained, so two
+sweeps never train the same run.  A sweep that finds a run claimed by another live sweep trains
+its own runs first, then waits for that run's record (saying which run it waits for, and
+polling every ``CLAIM_POLL_S`` seconds); if the other sweep dies or its run fails, the claim is
+dropped or abandoned and the waiting sweep trains the run itself.
 
 Set ``LAYERWISE_REQUIRE_STORED=1`` (CI does) to forbid training: a sweep with runs missing from
 the store then fails at once with the list of missing runs.
@@ -11,6 +19,7 @@ the store then fails at once with the list of missing runs.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import itertools
@@ -20,13 +29,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from . import pretraining, train
 from .config import RunConfig
-from .store import Store
+from .store import Claim, Store
 
 __all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "worker_pool"]
 
@@ -100,8 +111,10 @@ def run_configs(
 
     Runs already stored are not recomputed.  The rest run on ``executor`` (default: a process
     pool of ``jobs`` workers, ``default_jobs()`` when ``None``), each config's ``threads`` torch
-    threads per worker; every record is written as soon as its run finishes.  Records come back
-    in the order of ``configs``.
+    threads per worker, at most ``jobs`` at a time (so with an external executor pass its number
+    of workers as ``jobs``), each under a claim in the store; every record is written as soon as
+    its run finishes.  Runs another sweep is training are waited for (see the module
+    docstring).  Records come back in the order of ``configs``.
     """
     store = store or Store()
     configs = list(configs)
@@ -115,6 +128,7 @@ def run_configs(
     return [found[c.key()] for c in configs]  # type: ignore[misc]
 
 
+CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 1.0  # how often a worker polls its parent where prctl is not available
 
@@ -167,6 +181,18 @@ def worker_pool(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Inline(Executor):
+    """Runs each submitted call at once in this process (a sweep with ``jobs == 1``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # KeyboardInterrupt too: the sweep re-raises it
+            future.set_exception(exc)
+        return future
+
+
 def _execute(
     todo: list[RunConfig],
     study: str,
@@ -175,28 +201,92 @@ def _execute(
     executor: Executor | None,
     progress: bool,
 ) -> Iterator[dict]:
-    """Train ``todo``, write each record as it finishes and yield it."""
-    from tqdm.auto import tqdm
-
+    """Train ``todo`` and yield each record once it is stored (see ``run_configs``)."""
     with (
         tqdm(total=len(todo), desc=f"{study}: runs", disable=not progress) as bar,
         worker_pool(jobs, executor) as pool,
     ):
-        if pool is None:
-            for config in todo:
-                record = _train_one(config)
-                store.put(study, record)
-                bar.update()
-                yield record
-            return
-        futures = [pool.submit(_train_one, c) for c in todo]
-        try:
-            for future in as_completed(futures):
-                record = future.result()
-                store.put(study, record)
-                bar.update()
-                yield record
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        in_flight = 1 if pool is None else jobs or default_jobs()
+        for record in _claimed_runs(todo, study, store, pool or _Inline(), in_flight):
+            bar.update()
+            yield record
+
+
+def _claimed_runs(
+    todo: list[RunConfig], study: str, store: Store, pool: Executor, in_flight: int
+) -> Iterator[dict]:
+    """Yield the record of every config in ``todo``, training at most ``in_flight`` at once,
+    each under a claim; runs claimed by another sweep are waited for once ours are done."""
+    queue = collections.deque(todo)
+    running: dict[Future, Claim] = {}
+    elsewhere: list[RunConfig] = []
+    announced = False
+    try:
+        while queue or running or elsewhere:
+            while queue and len(running) < in_flight:
+                config = queue.popleft()
+                claim = store.claim(study, config)
+                if claim is None:
+                    elsewhere.append(config)
+                elif (record := store.get(study, config)) is not None:  # stored meanwhile
+                    store.release(claim)
+                    yield record
+                else:
+                    running[_submit(pool, config, store, claim)] = claim
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    claim = running.pop(future)
+                    try:
+                        record = future.result()
+                        store.put(study, record)
+                    finally:
+                        store.release(claim)
+                    yield record
+            elif elsewhere:
+                waiting = len(elsewhere)
+                elsewhere = yield from _collect(elsewhere, study, store, queue)
+                if len(elsewhere) == waiting:  # none finished or was dropped: look again later
+                    if not announced:
+                        print(_waiting_note(study, store, elsewhere), file=sys.stderr, flush=True)
+                        announced = True
+                    time.sleep(CLAIM_POLL_S)
+    finally:
+        for future, claim in running.items():
+            future.cancel()
+            store.release(claim)
+
+
+def _submit(pool: Executor, config: RunConfig, store: Store, claim: Claim) -> Future:
+    """Start training ``config`` on ``pool``; release its claim if it cannot start."""
+    try:
+        return pool.submit(_train_one, config)
+    except BaseException:
+        store.release(claim)
+        raise
+
+
+def _collect(
+    elsewhere: list[RunConfig], study: str, store: Store, queue: collections.deque
+) -> Iterator[dict]:
+    """One look at the runs other sweeps are training: yield the records they have stored, put
+    the runs whose claim was dropped or abandoned back in ``queue`` (ours to train now), and
+    return the others."""
+    still = []
+    for config in elsewhere:
+        record = store.get(study, config)
+        if record is not None:
+            yield record
+        elif store.claim_owner(study, config) is None:
+            queue.append(config)
+        else:
+            still.append(config)
+    return still
+
+
+def _waiting_note(study: str, store: Store, elsewhere: list[RunConfig]) -> str:
+    owner = store.claim_owner(study, elsewhere[0]) or {}
+    return (
+        f"{study}: waiting for {len(elsewhere)} run(s) that another sweep is training "
+        f"(run {elsewhere[0].key()}: pid {owner.get('pid')} on {owner.get('host')})"
+    )
