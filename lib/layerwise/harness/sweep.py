@@ -41,6 +41,10 @@ from .store import Claim, Store
 
 __all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "worker_pool"]
 
+CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0  # how often a worker polls its parent where prctl is not available
+
 
 class MissingRunsError(RuntimeError):
     """Runs are missing from the store while training is forbidden."""
@@ -126,11 +130,6 @@ def run_configs(
         for record in _execute(todo, study, store, jobs, executor, progress):
             found[record["key"]] = record
     return [found[c.key()] for c in configs]  # type: ignore[misc]
-
-
-CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PARENT_POLL_S = 1.0  # how often a worker polls its parent where prctl is not available
 
 
 def _die_with_parent(parent: int) -> None:
