@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,39 @@ def test_checkpoints_at_every_step_multiple_and_the_end(steps, expected):
 def test_too_many_checkpoints_are_thinned_to_a_coarser_grid(steps, expected):
     record, _, _ = train_tracked(make_model(), steps, every=1, max_checkpoints=8)
     assert record["step"] == expected and record["stride"] == 4 and record["every"] == 1
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 5), nn.Linear(5, 5)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_depths_are_per_layer_not_per_block():
+    """Convergence is compared layer by layer, so the tracker asks layer_table for
+    granularity="layer" although rules count blocks by default: a and b of a block differ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), Block(), nn.Linear(5, 2))
+    tracker = ConvergenceTracker(model, torch.randn(8, 5), every=1)
+    assert tracker.layer_depth == {"0.a": 0, "0.b": 1, "1.a": 2, "1.b": 3, "2": 4}
+
+
+def test_a_constant_representation_is_recorded_as_none_without_a_warning():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].weight.zero_()  # the last layer's output is its bias for every example
+    x, _ = data()
+    tracker = ConvergenceTracker(model, x[:8], every=1)
+    tracker.observe(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = tracker.to_record(1)
+    assert record["layers"]["2"]["cka"] == [None, None]
+    assert record["layers"]["0"]["cka"][-1] == pytest.approx(1.0)
 
 
 def test_record_is_strict_json_with_none_for_undefined():

@@ -3,8 +3,8 @@ re-initialisation robustness.  One definition per quantity; see each module's do
 formula and the paper it comes from.  ``ConvergenceTracker`` records them inside a training run.
 """
 
-from .activations import capture_activations, layers, record_outputs
-from .cka import cka_to_final, convergence_step, linear_cka
+from .activations import capture_activations, parameter_owners, record_outputs
+from .cka import ConstantRepresentationWarning, cka_to_final, convergence_step, linear_cka
 from .monitor import QUANTITIES, Monitor, monitor_frame
 from .movement import distance_to_final, layer_rotation, relative_movement
 from .reinit import reinit_robustness
@@ -18,6 +18,7 @@ from .tracker import (
 
 __all__ = [
     "QUANTITIES",
+    "ConstantRepresentationWarning",
     "ConvergenceTracker",
     "Monitor",
     "bottom_up",
@@ -29,9 +30,9 @@ __all__ = [
     "convergence_times",
     "distance_to_final",
     "layer_rotation",
-    "layers",
     "linear_cka",
     "monitor_frame",
+    "parameter_owners",
     "record_outputs",
     "reinit_robustness",
     "relative_movement",

@@ -9,14 +9,17 @@ root that holds a loose ``nn.Parameter`` such as a position embedding.  Containe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["capture_activations", "layers", "record_outputs"]
+from ..layers import _call
+
+__all__ = ["capture_activations", "parameter_owners", "record_outputs"]
 
 
-def layers(model: nn.Module) -> dict[str, nn.Module]:
+def parameter_owners(model: nn.Module) -> dict[str, nn.Module]:
     """The modules of ``model`` that own parameters, by name, in registration order."""
     return {
         name: module
@@ -27,7 +30,7 @@ def layers(model: nn.Module) -> dict[str, nn.Module]:
 
 def _select(model: nn.Module, modules: Iterable[str] | None) -> dict[str, nn.Module]:
     if modules is None:
-        return layers(model)
+        return parameter_owners(model)
     named = dict(model.named_modules())
     unknown = [name for name in modules if name not in named]
     if unknown:
@@ -56,15 +59,17 @@ def record_outputs(
 
 
 def capture_activations(
-    model: nn.Module, inputs: torch.Tensor, modules: Iterable[str] | None = None
+    model: nn.Module, inputs: Any, modules: Iterable[str] | None = None
 ) -> dict[str, torch.Tensor]:
-    """Run ``model(inputs)`` once and return each selected module's output, by module name.
+    """Run the model once on ``inputs`` and return each selected module's output, by name.
 
-    ``modules`` names the modules to capture (default: every layer, see :func:`layers`).  The
-    forward pass runs under ``torch.inference_mode()`` with every module in eval mode; each
-    module's ``training`` flag is restored afterwards.  Outputs are copied, so a later in-place
-    operation cannot change them.  A module that runs more than once keeps its last output; a
-    module that does not run is absent from the result.
+    ``inputs`` is what :func:`layerwise.layers.layer_table` accepts: a tensor (``model(x)``), a
+    tuple or list (``model(*x)``) or a dict (``model(**x)``, e.g. a tokenizer's output).
+    ``modules`` names the modules to capture (default: every module that owns parameters, see
+    :func:`parameter_owners`).  The forward pass runs under ``torch.inference_mode()`` with every
+    module in eval mode; each module's ``training`` flag is restored afterwards.  Outputs are
+    copied, so a later in-place operation cannot change them.  A module that runs more than once
+    keeps its last output; a module that does not run is absent from the result.
     """
     captured: dict[str, torch.Tensor] = {}
 
@@ -76,7 +81,7 @@ def capture_activations(
     try:
         model.eval()
         with torch.inference_mode():
-            model(inputs)
+            _call(model, inputs)
     finally:
         for handle in handles:
             handle.remove()

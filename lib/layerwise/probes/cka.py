@@ -14,12 +14,17 @@ when does each layer reach its final representation?
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 
-__all__ = ["cka_to_final", "convergence_step", "linear_cka"]
+__all__ = ["ConstantRepresentationWarning", "cka_to_final", "convergence_step", "linear_cka"]
+
+
+class ConstantRepresentationWarning(RuntimeWarning):
+    """:func:`linear_cka` was given a representation that is the same for every example."""
 
 
 def _cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -62,17 +67,37 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> floa
     and CKA = HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L)).  The debiased value needs n >= 4
     and can be slightly negative for unrelated representations.
 
-    Raises ``ValueError`` when ``x`` and ``y`` hold different numbers of examples.
+    A representation that is the same for every example has no variance left after centring,
+    so CKA (0/0) is undefined: the result is NaN with a :class:`ConstantRepresentationWarning`
+    naming the input (a dead layer is legal, so this is not an error).
+
+    Raises ``ValueError`` when ``x`` and ``y`` hold different numbers of examples, when there
+    are fewer than 2 examples (4 for the debiased estimator), or when an input has no features.
     """
-    if x.shape[0] != y.shape[0]:
+    if x.dim() == 0 or y.dim() == 0 or x.shape[0] != y.shape[0]:
         raise ValueError(
-            f"x has {x.shape[0]} examples but y has {y.shape[0]}; CKA compares the same examples"
+            f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)} need the same number "
+            "of examples along dimension 0; CKA compares the same examples"
         )
     n = x.shape[0]
-    if debiased and n < 4:
-        raise ValueError(f"debiased CKA needs at least 4 examples, got {n}")
+    least = 4 if debiased else 2
+    if n < least:
+        raise ValueError(
+            f"{'debiased ' if debiased else ''}CKA needs at least {least} examples, got {n}"
+        )
     x = x.detach().reshape(n, -1).to(torch.float64)
     y = y.detach().reshape(n, -1).to(torch.float64)
+    for label, features in (("x", x), ("y", y)):
+        if features.shape[1] == 0:
+            raise ValueError(f"{label} has no features (shape {tuple(features.shape)})")
+        if torch.all(features == features[0]):
+            warnings.warn(
+                f"linear_cka: {label} is the same for all {n} examples (a constant "
+                "representation), so CKA is undefined; returning nan",
+                ConstantRepresentationWarning,
+                stacklevel=2,
+            )
+            return float("nan")
     x = x - x.mean(dim=0)
     y = y - y.mean(dim=0)
     xy, xx, yy = _cross(x, y), _cross(x, x), _cross(y, y)

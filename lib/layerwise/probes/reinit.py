@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._validate import check_choice
-from .activations import layers as _layers
+from .activations import parameter_owners
 
 __all__ = ["reinit_robustness"]
 
@@ -43,7 +43,7 @@ def reinit_robustness(
     """Evaluate ``model`` with one layer at a time reset, then restore the layer exactly.
 
     ``layers`` names modules of ``model`` (default: every module that owns parameters, see
-    :func:`~layerwise.probes.layers`); a layer's tensors are its own parameters and buffers (e.g.
+    :func:`~layerwise.probes.parameter_owners`); a layer's tensors are its own parameters and buffers (e.g.
     BatchNorm running statistics).  ``evaluate(model) -> float`` is the user's metric, e.g. test
     error.  Modes:
 
@@ -60,10 +60,10 @@ def reinit_robustness(
     """
     check_choice("mode", mode, ("checkpoint", "redraw"))
     named = dict(model.named_modules())
-    chosen = list(_layers(model) if layers is None else layers)
+    chosen = list(parameter_owners(model) if layers is None else layers)
     unknown = [name for name in chosen if name not in named]
     if unknown:
-        raise ValueError(f"unknown layer(s) {unknown}; valid: {', '.join(_layers(model))}")
+        raise ValueError(f"unknown layer(s) {unknown}; valid: {', '.join(parameter_owners(model))}")
     if mode == "redraw":
         missing = [name for name in chosen if not hasattr(named[name], "reset_parameters")]
         if missing:

@@ -24,9 +24,10 @@ From them, with ``t`` a checkpoint, ``T`` the last one and ``||.||`` the Frobeni
   Created Equal?", JMLR 2022, arXiv:1902.01996); the checkpoint at step 0 is the paper's
   re-initialisation, the last one the unchanged model.
 
-Depth (0 = nearest the input) is :func:`layerwise.layers.layer_table`'s, traced on the probe
-batch.  Undefined values -- a 0/0 ratio, a constant representation, a non-finite result -- are
-``None`` in the record and NaN in the frames.
+Depth (0 = nearest the input) is :func:`layerwise.layers.layer_table`'s with
+``granularity="layer"`` (one depth per layer, not per block), traced on the probe batch.
+Undefined values -- a 0/0 ratio, a constant representation, a non-finite result -- are ``None``
+in the record and NaN in the frames, without a warning.
 
 Memory: a representation of ``p`` features on ``n`` probe examples is stored as float32; when
 ``p > n`` it is replaced by an ``n x n`` factor ``Z`` of its centred Gram matrix
@@ -39,6 +40,7 @@ The number of checkpoints is bounded by ``max_checkpoints`` (see :class:`Converg
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,9 +50,9 @@ import torch
 from torch import nn
 
 from .._validate import check_choice, check_int
-from .activations import capture_activations
-from .activations import layers as _layers
-from .cka import cka_to_final, convergence_step
+from ..layers import _parent, _under, layer_table
+from .activations import capture_activations, parameter_owners
+from .cka import ConstantRepresentationWarning, cka_to_final, convergence_step
 from .movement import distance_to_final, layer_rotation, relative_movement
 from .reinit import reinit_robustness
 
@@ -65,8 +67,12 @@ __all__ = [
 
 FRAMES: tuple[str, ...] = ("cka", "distance", "rotation", "movement", "reinit")
 
-CKA_THRESHOLD = 0.9  # Raghu et al. 2017 as set up in the study plan (docs/references.md#measure-cka)
-DISTANCE_THRESHOLD = 0.1  # Chen et al. 2023 as set up in the study plan (docs/references.md#measure-distance)
+CKA_THRESHOLD = (
+    0.9  # Raghu et al. 2017 as set up in the study plan (docs/references.md#measure-cka)
+)
+DISTANCE_THRESHOLD = (
+    0.1  # Chen et al. 2023 as set up in the study plan (docs/references.md#measure-distance)
+)
 
 
 def _finite(value: float) -> float | None:
@@ -88,14 +94,6 @@ def _compact(output: torch.Tensor, n: int) -> torch.Tensor:
     x = x - x.mean(dim=0)
     values, vectors = torch.linalg.eigh(x @ x.T)
     return (vectors * values.clamp_min(0).sqrt()).to("cpu", torch.float32)
-
-
-def _under(name: str, prefix: str) -> bool:
-    return not prefix or name == prefix or name.startswith(prefix + ".")
-
-
-def _parent(name: str) -> str:
-    return name.rpartition(".")[0]
 
 
 def _spread(n: int, points: int | None) -> list[int]:
@@ -181,7 +179,7 @@ class ConvergenceTracker:
         self._activations: list[dict[str, torch.Tensor]] = []
         self._states: list[dict[str, torch.Tensor]] = []
 
-        owners = list(_layers(model))
+        owners = list(parameter_owners(model))
         self.layers: list[str] = owners  # modules reset by the robustness table
         self.cka_layers: list[str] = [
             m for m in owners if not any(o != m and _under(o, m) for o in owners)
@@ -197,9 +195,7 @@ class ConvergenceTracker:
         """Depth per parameter (``layer_table``) and per module (least depth of the tensors
         registered under it); ``None`` for frozen tensors and for a module holding only a
         tensor registered elsewhere (a tied output weight)."""
-        from ..layers import layer_table
-
-        table = layer_table(self.model, self.probe[:2])
+        table = layer_table(self.model, self.probe[:2], granularity="layer")
         param_depth: dict[str, int | None] = dict.fromkeys(self.params)
         param_depth.update({row.name: int(row.depth) for row in table.itertuples()})
         layer_depth: dict[str, int | None] = {}
@@ -266,7 +262,9 @@ class ConvergenceTracker:
             self.checkpoint(final_step)
         steps = list(self.steps)
 
-        cka = cka_to_final(self._activations, steps, self.debiased)
+        with warnings.catch_warnings():  # a constant representation is recorded as None
+            warnings.simplefilter("ignore", ConstantRepresentationWarning)
+            cka = cka_to_final(self._activations, steps, self.debiased)
         cka_series = {layer: [_finite(v) for v in g["cka"]] for layer, g in cka.groupby("layer")}
         weights = [{n: state[n] for n in self.params} for state in self._states]
         per_param: dict[str, dict[str, list]] = {n: {} for n in self.params}
