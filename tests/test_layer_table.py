@@ -32,26 +32,37 @@ def expected_for(table, expected: dict[str, tuple[int, str]]) -> tuple[dict, dic
     return want, got
 
 
-def gpt_layer_depths(blocks: int) -> dict[str, tuple[int, str]]:
-    """Pre-norm blocks: ln1 joins the layer that ran before it (the embedding, or the previous
-    block's mlp.2), ln2 joins attn.proj; 4 ranked layers per block."""
+def gpt_layer_depths(blocks: int, tied: bool = False) -> dict[str, tuple[int, str]]:
+    """Pre-norm blocks at granularity="layer": 4 ranked layers per block; ln1 joins the layer
+    that ran before it (the input embedding, or the previous block's mlp.2), ln2 joins
+    attn.proj.  A tied token embedding ranks at the top (its last use is the head), so the first
+    block's layers move down one depth and its ln1 joins the next layer (qkv)."""
+    shift = -1 if tied else 0
     out = {}
     for k in range(blocks):
         b = f"blocks.{k}"
         out |= {
-            f"{b}.ln1": (4 * k, "norm"),
-            f"{b}.attn.qkv": (4 * k + 1, "attention"),
-            f"{b}.attn.proj": (4 * k + 2, "attention"),
-            f"{b}.ln2": (4 * k + 2, "norm"),
-            f"{b}.mlp.0": (4 * k + 3, "dense"),
-            f"{b}.mlp.2": (4 * k + 4, "dense"),
+            f"{b}.ln1": (max(4 * k + shift, 0), "norm"),
+            f"{b}.attn.qkv": (4 * k + 1 + shift, "attention"),
+            f"{b}.attn.proj": (4 * k + 2 + shift, "attention"),
+            f"{b}.ln2": (4 * k + 2 + shift, "norm"),
+            f"{b}.mlp.0": (4 * k + 3 + shift, "dense"),
+            f"{b}.mlp.2": (4 * k + 4 + shift, "dense"),
         }
-    return out | {"ln_f": (4 * blocks, "norm")}
+    return out | {"ln_f": (4 * blocks + shift, "norm")}
 
 
-# (family, dataset) -> (build options, expected {module prefix: (depth, kind)}); the options
-# are explicit so that changes to the project's default sizes do not change the expectations
-FAMILIES = {
+def gpt_block_depths(blocks: int) -> dict[str, tuple[int, str]]:
+    """Granularity "block": every sub-layer of block k at depth k + 1, ln_f with the last block."""
+    out = {}
+    for k in range(blocks):
+        b = f"blocks.{k}"
+        out |= {f"{b}.ln1": (k + 1, "norm"), f"{b}.ln2": (k + 1, "norm")}
+        out |= {f"{b}.attn": (k + 1, "attention"), f"{b}.mlp": (k + 1, "dense")}
+    return out | {"ln_f": (blocks, "norm")}
+
+
+PLAIN_STACKS = {
     ("mlp", "mnist1d"): (
         {"width": 16, "depth": 2},
         {"body.0": (0, "dense"), "body.2": (1, "dense"), "head": (2, "dense")},
@@ -88,65 +99,148 @@ FAMILIES = {
         {"width": 8, "depth": 1, "embed": 8},
         {"embed": (0, "embedding"), "rnn": (1, "recurrent"), "head": (2, "dense")},
     ),
-    ("transformer", "mnist1d"): (
-        {"width": 16, "depth": 2, "heads": 2, "patch": 4},
-        {"embed": (0, "dense"), "pos": (0, "other"), "head": (9, "dense")} | gpt_layer_depths(2),
-    ),
-    ("transformer", "fashion_mnist"): (
-        {"width": 16, "depth": 2, "heads": 2, "patch": 7},
-        {"embed": (0, "dense"), "pos": (0, "other"), "head": (9, "dense")} | gpt_layer_depths(2),
-    ),
-    ("transformer", "tinyshakespeare"): (
-        {"width": 16, "depth": 4, "heads": 2, "block": 8, "tie": True},
-        {"embed": (0, "embedding"), "pos": (0, "other")} | gpt_layer_depths(4),
-    ),
 }
+TRANSFORMERS = {
+    "mnist1d": {"width": 16, "depth": 2, "heads": 2, "patch": 4},
+    "fashion_mnist": {"width": 16, "depth": 2, "heads": 2, "patch": 7},
+    "tinyshakespeare": {"width": 16, "depth": 4, "heads": 2, "block": 8, "tie": True},
+}
+HYBRID = {"width": 8, "heads": 2}
+HYBRID_COMMON = {"conv": (0, "conv"), "rnn": (1, "recurrent"), "ln": (1, "norm")}
+
+# (family, dataset) -> (build options, expected {module prefix: (depth, kind)}) per granularity;
+# the options are explicit so that changes to the project's default sizes do not change the
+# expectations.  Plain stacks (MLP, CNN, GRU/LSTM) give the same depths at both granularities:
+# each dense layer, conv stage or recurrent level is a block.
+FAMILIES = {
+    "layer": {key: value for key, value in PLAIN_STACKS.items()}
+    | {
+        ("transformer", "mnist1d"): (
+            TRANSFORMERS["mnist1d"],
+            {"embed": (0, "dense"), "pos": (0, "other"), "head": (9, "dense")}
+            | gpt_layer_depths(2),
+        ),
+        ("transformer", "fashion_mnist"): (
+            TRANSFORMERS["fashion_mnist"],
+            {"embed": (0, "dense"), "pos": (0, "other"), "head": (9, "dense")}
+            | gpt_layer_depths(2),
+        ),
+        ("transformer", "tinyshakespeare"): (
+            TRANSFORMERS["tinyshakespeare"],
+            {"embed": (16, "embedding"), "pos": (0, "other")} | gpt_layer_depths(4, tied=True),
+        ),
+        ("hybrid", "mnist1d"): (
+            HYBRID,
+            HYBRID_COMMON
+            | {"attn.qkv": (2, "attention"), "attn.proj": (3, "attention")}
+            | {"fc": (4, "dense"), "head": (5, "dense")},
+        ),
+    },
+    "block": {key: value for key, value in PLAIN_STACKS.items()}
+    | {
+        ("transformer", "mnist1d"): (
+            TRANSFORMERS["mnist1d"],
+            {"embed": (0, "dense"), "pos": (0, "other"), "head": (3, "dense")}
+            | gpt_block_depths(2),
+        ),
+        ("transformer", "fashion_mnist"): (
+            TRANSFORMERS["fashion_mnist"],
+            {"embed": (0, "dense"), "pos": (0, "other"), "head": (3, "dense")}
+            | gpt_block_depths(2),
+        ),
+        ("transformer", "tinyshakespeare"): (
+            TRANSFORMERS["tinyshakespeare"],
+            {"embed": (5, "embedding"), "pos": (0, "other")} | gpt_block_depths(4),
+        ),
+        ("hybrid", "mnist1d"): (
+            HYBRID,
+            HYBRID_COMMON | {"attn": (2, "attention"), "fc": (3, "dense"), "head": (4, "dense")},
+        ),
+    },
+}
+CASES = [(g, family, dataset) for g, cases in FAMILIES.items() for family, dataset in cases]
 
 
 def build(family: str, dataset: str) -> nn.Module:
     torch.manual_seed(0)
-    return models.build(family, dataset, **FAMILIES[family, dataset][0])
+    return models.build(family, dataset, **FAMILIES["block"][family, dataset][0])
 
 
-@pytest.mark.parametrize(("family", "dataset"), list(FAMILIES))
-def test_project_models(family, dataset):
+@pytest.mark.parametrize(("granularity", "family", "dataset"), CASES)
+def test_project_models(granularity, family, dataset):
     model = build(family, dataset)
-    table = layer_table(model, INPUTS[dataset]())
-    want, got = expected_for(table, FAMILIES[family, dataset][1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer of the project's models has a kind
+        table = layer_table(model, INPUTS[dataset](), granularity=granularity)
+    want, got = expected_for(table, FAMILIES[granularity][family, dataset][1])
     assert got == want
     assert set(table["source"]) == {"forward"}
     assert set(table["kind"]) <= set(KINDS)
     assert len(table) == len({id(p) for p in model.parameters()})
+    assert table.attrs["granularity"] == granularity
+
+
+def test_block_granularity_is_the_default():
+    model = build("transformer", "mnist1d")
+    x = INPUTS["mnist1d"]()
+    assert layer_table(model, x).equals(layer_table(model, x, granularity="block"))
+    assert layer_table(model, x)["depth"].nunique() == 4  # embeddings, 2 blocks, head
+
+
+def test_units_say_what_a_depth_step_counts():
+    table = layer_table(build("transformer", "mnist1d"), INPUTS["mnist1d"]()).set_index("name")
+    assert table.loc["embed.weight", "unit"] == table.loc["pos", "unit"] == "input"
+    assert table.loc["blocks.1.mlp.0.weight", "unit"] == "block"
+    assert table.loc["blocks.1.mlp.0.weight", "layer"] == "blocks.1"
+    assert table.loc["head.weight", "unit"] == table.loc["ln_f.weight", "unit"] == "layer"
+    layered = layer_table(build("transformer", "mnist1d"), INPUTS["mnist1d"](), granularity="layer")
+    assert set(layered["unit"]) == {"layer"}  # a patch projection is a dense layer, not embeddings
 
 
 def test_columns_shapes_and_numel():
     model = build("mlp", "mnist1d")
     table = layer_table(model, INPUTS["mnist1d"]())
-    assert {"name", "module", "kind", "depth", "shape", "numel"} <= set(table.columns)
+    assert {"name", "module", "type", "kind", "depth", "shape", "numel"} <= set(table.columns)
     row = table.set_index("name").loc["body.0.weight"]
     assert row["shape"] == (16, 40)
     assert row["numel"] == 640
     assert row["module"] == "body.0"
+    assert row["type"] == "Linear"
+    assert table.attrs["module_types"] == {"body.0": nn.Linear, "body.2": nn.Linear} | {
+        "head": nn.Linear
+    }
 
 
-def test_tied_embedding_appears_once_at_the_input_side():
+@pytest.mark.parametrize("granularity", ["block", "layer"])
+def test_tied_embedding_appears_once_at_its_last_use(granularity):
+    """The tied token embedding is the readout too: it ranks at the top, as the head."""
     model = build("transformer", "tinyshakespeare")
-    table = layer_table(model, INPUTS["tinyshakespeare"]()).set_index("name")
+    table = layer_table(model, INPUTS["tinyshakespeare"](), granularity=granularity)
+    t = table.set_index("name")
     assert model.head.weight is model.embed.weight
-    assert "head.weight" not in table.index
-    assert table.loc["embed.weight", "aliases"] == ("head.weight",)
-    assert table.loc["embed.weight", "depth"] == 0
-    assert table.loc["embed.weight", "kind"] == "embedding"
+    assert "head.weight" not in t.index
+    assert t.loc["embed.weight", "aliases"] == ("head.weight",)
+    assert t.loc["embed.weight", "depth"] == table["depth"].max()
+    assert (table["depth"] == table["depth"].max()).sum() == 1  # alone at the top
+    assert t.loc["embed.weight", "layer"] == "head"
+    assert t.loc["embed.weight", "kind"] == "embedding"
+    assert t.loc["embed.weight", "module"] == "embed"
+    assert table.attrs["module_types"]["head"] is nn.Linear
+
+
+def test_tied_tensor_without_input_sits_at_its_last_registered_name():
+    model = build("transformer", "tinyshakespeare")
+    with pytest.warns(UserWarning, match="registered"):
+        table = layer_table(model)
+    t = table.set_index("name")
+    assert t.loc["embed.weight", "layer"] == "head"
+    assert t.loc["embed.weight", "depth"] == table["depth"].max()
 
 
 def test_gpt_block_granularity():
     model = build("transformer", "tinyshakespeare")
     table = layer_table(model, INPUTS["tinyshakespeare"](), granularity="block")
-    expected = {"embed": (0, "embedding"), "pos": (0, "other"), "ln_f": (4, "norm")}
-    expected |= {f"blocks.{k}.ln1": (k + 1, "norm") for k in range(4)}
-    expected |= {f"blocks.{k}.ln2": (k + 1, "norm") for k in range(4)}
-    expected |= {f"blocks.{k}.attn": (k + 1, "attention") for k in range(4)}
-    expected |= {f"blocks.{k}.mlp": (k + 1, "dense") for k in range(4)}
+    expected = {"embed": (5, "embedding"), "pos": (0, "other")} | gpt_block_depths(4)
     want, got = expected_for(table, expected)
     assert got == want
     assert set(table.loc[table["name"].str.startswith("blocks.2."), "layer"]) == {"blocks.2"}
@@ -222,7 +316,7 @@ RESNET_LAYERS = {
 
 
 def test_residual_cnn_layers():
-    table = layer_table(ResNet(), torch.randn(2, 1, 6, 6))
+    table = layer_table(ResNet(), torch.randn(2, 1, 6, 6), granularity="layer")
     want, got = expected_for(table, RESNET_LAYERS)
     assert got == want
 
@@ -235,6 +329,9 @@ def test_residual_cnn_blocks():
             blocks[name] = (int(name.split(".")[1]) + 1, kind)
     want, got = expected_for(table, blocks)
     assert got == want
+    t = table.set_index("name")
+    assert t.loc["stem.0.weight", "unit"] == t.loc["stem.1.weight", "unit"] == "input"
+    assert t.loc["blocks.1.conv1.weight", "layer"] == "blocks.1"
 
 
 def test_tracing_leaves_model_and_random_stream_alone():
@@ -268,13 +365,13 @@ class CalledTwice(nn.Module):
 
 
 def test_module_called_twice_sits_at_first_use():
-    table = layer_table(CalledTwice(), torch.randn(2, 4)).set_index("name")
+    table = layer_table(CalledTwice(), torch.randn(2, 4), granularity="layer").set_index("name")
     assert table["depth"].to_dict() == {"b.weight": 1, "b.bias": 1, "a.weight": 0, "a.bias": 0}
 
 
 def test_without_input_falls_back_to_registration_order_and_warns():
     with pytest.warns(UserWarning, match="order in which parameters were registered"):
-        table = layer_table(CalledTwice())
+        table = layer_table(CalledTwice(), granularity="layer")
     assert table.set_index("name")["depth"].to_dict() == {
         "b.weight": 0,
         "b.bias": 0,
@@ -385,9 +482,10 @@ class WithHidden(nn.Module):
 
 
 def test_pre_hooks_place_layers_the_trace_cannot_see():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    # the trace cannot see its product either, so its kind stays 'other', with a warning
+    with pytest.warns(UserWarning, match=r"kind 'other' for layers of type Hidden \(hidden\)"):
         table = layer_table(WithHidden(), torch.randn(2, 4))
+    assert table.set_index("name").loc["hidden.weight", "kind"] == "other"
     t = table.set_index("name")["depth"].to_dict()
     assert t == {"hidden.weight": 1, "first.weight": 0, "first.bias": 0, "last.weight": 2} | {
         "last.bias": 2
@@ -438,3 +536,119 @@ def test_override_errors_name_the_key():
 def test_unknown_granularity_lists_valid_ones():
     with pytest.raises(ValueError, match=r"'stage'.*'block', 'layer'"):
         layer_table(CalledTwice(), torch.randn(1, 4), granularity="stage")
+
+
+# --------------------------------------------------------------------------------------------
+# kinds of layers of unknown type, read from the operation that used their weight
+
+
+class TransposedDense(nn.Module):
+    """A dense layer with a (in, out) weight applied by addmm, as Hugging Face's ``Conv1D``."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x, self.weight)
+
+
+class MatmulDense(nn.Module):
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(n_in, n_out))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+class Lookup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(10, 4))
+
+    def forward(self, ids):
+        return F.embedding(ids, self.table)
+
+
+class Gain(nn.Module):
+    def __init__(self, n: int):
+        super().__init__()
+        self.g = nn.Parameter(torch.ones(n))
+
+    def forward(self, x):
+        return x * self.g
+
+
+class Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lookup = Lookup()
+        self.fc = TransposedDense(4, 6)
+        self.gain = Gain(6)
+        self.out = MatmulDense(6, 3)
+
+    def forward(self, ids):
+        return self.out(self.gain(self.fc(self.lookup(ids))))
+
+
+def test_unknown_layer_types_are_classified_by_the_operation_on_their_weight():
+    with pytest.warns(UserWarning, match=r"kind 'other' for layers of type Gain \(gain\)") as rec:
+        table = layer_table(Custom(), torch.tensor([1, 2]))
+    assert len(rec) == 1  # the other three are recognised
+    kinds = table.set_index("name")["kind"].to_dict()
+    assert kinds == {
+        "lookup.table": "embedding",
+        "fc.weight": "dense",
+        "fc.bias": "dense",  # a layer's bias takes its weight's kind
+        "gain.g": "other",
+        "out.w": "dense",
+    }
+    assert table.set_index("name")["depth"].to_dict() == {
+        "lookup.table": 0,
+        "fc.weight": 1,
+        "fc.bias": 1,
+        "gain.g": 2,
+        "out.w": 3,
+    }
+
+
+class Embeddings(nn.Module):
+    """Token, segment and position embeddings summed (BERT's input layer), a norm, two layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Embedding(10, 4)
+        self.position = nn.Embedding(8, 4)
+        self.segment = nn.Embedding(2, 4)
+        self.norm = nn.LayerNorm(4)
+        self.hidden = nn.Linear(4, 4)
+        self.late = nn.Embedding(3, 4)  # used after a layer: not part of the input layer
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, ids):
+        positions = torch.arange(ids.shape[1])
+        h = self.token(ids) + self.segment(torch.zeros_like(ids)) + self.position(positions)
+        h = self.hidden(self.norm(h)) + self.late(torch.zeros_like(ids))
+        return self.head(h)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "block"])
+def test_input_embeddings_share_one_depth(granularity):
+    table = layer_table(Embeddings(), torch.tensor([[1, 2, 3]]), granularity=granularity)
+    t = table.set_index("name")
+    assert t["depth"].to_dict() == {
+        "token.weight": 0,
+        "position.weight": 0,
+        "segment.weight": 0,
+        "norm.weight": 0,
+        "norm.bias": 0,
+        "hidden.weight": 1,
+        "hidden.bias": 1,
+        "late.weight": 2,
+        "head.weight": 3,
+        "head.bias": 3,
+    }
+    assert set(t.loc[["token.weight", "position.weight", "segment.weight"], "unit"]) == {"input"}
+    assert t.loc["late.weight", "unit"] == "layer"

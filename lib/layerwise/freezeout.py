@@ -22,7 +22,7 @@ every torch optimizer skips them, so neither momentum nor weight decay moves the
 Groups stay in the optimizer, so optimizer checkpoints keep their shape; ``state_dict()`` is
 JSON-able and ``load_state_dict`` on a fresh model + optimizer + FreezeOut restores the rates
 and the frozen set.  A tensor shared between depths (a tied embedding and output layer) sits at
-its first depth and freezes with it.
+the depth of its last use (``layers.layer_table``), the output side, and freezes with it.
 """
 
 from __future__ import annotations
