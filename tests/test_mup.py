@@ -3,6 +3,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -19,13 +21,15 @@ from layerwise.rules import rule_from_spec
 
 
 def table(model: nn.Module) -> pd.DataFrame:
-    """The rule's input, built here from named_parameters (kinds by module type)."""
-    kinds = {nn.Linear: "dense", nn.Embedding: "embedding", nn.LayerNorm: "norm"}
-    owners = {}
-    for module_name, module in model.named_modules():
-        for local, _ in module.named_parameters(recurse=False):
+    """The rule's input, built here from named_parameters (kinds by module type), with the
+    module classes in ``attrs["module_types"]`` as layer_table records them."""
+    kinds = {nn.Linear: "dense", Readout: "dense", nn.Embedding: "embedding", nn.LayerNorm: "norm"}
+    owners, types = {}, {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for local, _ in module.named_parameters(recurse=False, remove_duplicate=False):
             full = f"{module_name}.{local}" if module_name else local
             owners[full] = (module_name, kinds.get(type(module), "other"))
+            types[module_name] = type(module)
     rows = [
         {
             "name": name,
@@ -37,7 +41,9 @@ def table(model: nn.Module) -> pd.DataFrame:
         }
         for depth, (name, p) in enumerate(model.named_parameters())
     ]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["module_types"] = types
+    return frame
 
 
 def mlp(width):
@@ -53,15 +59,27 @@ MLP_SGD |= {"head.weight": 4, "head.bias": 1}  # head bias has a fixed fan-out (
 
 @pytest.mark.parametrize("optimizer, expected", [("adam", MLP_ADAM), ("sgd", MLP_SGD)])
 def test_mlp_multipliers_follow_table_3(optimizer, expected):
-    t = table(mlp(256))
+    t = table(to_mup(mlp(256), 64))
     rule = MuP(64, optimizer)
     assert dict(zip(t["name"], rule.multipliers(t), strict=True)) == pytest.approx(expected)
     assert MuP(256, optimizer).multipliers(t) == [1.0] * len(t)  # SP at the base width
     assert rule.classes(t) == ["input", "input", "hidden", "input", "output", "input"]
 
 
+def tied_transformer(width: int) -> nn.Module:
+    return models.build(
+        "transformer",
+        "tinyshakespeare",
+        width=width,
+        depth=1,
+        heads=4,
+        attn_scale="inverse",
+        init="torch",
+    )
+
+
 def test_tied_transformer_multipliers():
-    model = models.build("transformer", "tinyshakespeare", width=128, depth=1, heads=4)
+    model = to_mup(tied_transformer(128), 32)
     t = table(model)
     assert "head.weight" not in set(t["name"])  # tied to embed.weight
     with pytest.raises(ValueError, match="width"):
@@ -78,16 +96,7 @@ def test_tied_transformer_multipliers():
 
 def test_param_groups_of_a_tied_transformer():
     """Through the project's layer table: the width is found from the tied head's alias."""
-    model = models.build(
-        "transformer",
-        "tinyshakespeare",
-        width=128,
-        depth=1,
-        heads=4,
-        attn_scale="inverse",
-        init="torch",
-    )
-    to_mup(model, 32)
+    model = to_mup(tied_transformer(128), 32)
     groups = param_groups(model, 1e-3, MuP(32, "adam"), example_input=torch.zeros(2, 8).long())
     lrs = dict(zip(describe(groups)["name"], describe(groups)["lr"], strict=True))
     assert lrs["blocks.0.attn.qkv.weight"] == pytest.approx(1e-3 / 4)
@@ -265,5 +274,79 @@ def test_refuses_what_it_cannot_make_mup():
             "shape": [(10, 64), (10, 64)],
         }
     )
+    readout_like.attrs["module_types"] = {"a": nn.Linear, "head": Readout}
     with pytest.raises(ValueError, match="a.weight"):
         MuP(32).multipliers(readout_like)
+
+
+def test_the_rule_refuses_a_model_that_did_not_go_through_to_mup():
+    x = torch.randn(2, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"'head' is Linear: call to_mup on the freshly built"):
+        param_groups(mlp(128), 1e-3, MuP(64), x)
+    bare = table(to_mup(mlp(128), 64))
+    bare.attrs.clear()  # a hand-made frame cannot show that the model went through to_mup
+    with pytest.raises(ValueError, match=r"without attrs\['module_types'\]"):
+        MuP(64).multipliers(bare)
+    groups = param_groups(to_mup(mlp(128), 64), 1e-3, MuP(64), x)
+    rates = dict(zip(describe(groups)["name"], describe(groups)["lr"], strict=True))
+    assert rates["body.2.weight"] == pytest.approx(1e-3 / 2)
+
+
+class TorchAttention(nn.Module):
+    """nn.MultiheadAttention, which always scales logits by 1/sqrt(d_head)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, 4, batch_first=True)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x)[0])
+
+
+class SilentAttention(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.qkv = nn.Linear(width, 3 * width)
+
+    def forward(self, x):
+        return self.qkv(x)[..., : x.shape[-1]]
+
+
+class WithSilentAttention(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.mix = SilentAttention(width)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.mix(x))
+
+
+def test_to_mup_refuses_attention_without_1_over_d_logits():
+    with pytest.raises(ValueError, match=r"attn \(MultiheadAttention\).*`scale`"):
+        to_mup(TorchAttention(16), 8)
+    with pytest.raises(ValueError, match=r"mix \(SilentAttention\).*`scale`"):
+        to_mup(WithSilentAttention(16), 8)
+    sqrt = models.build("transformer", "mnist1d", width=64, heads=4, attn_scale="sqrt")
+    with pytest.raises(
+        ValueError, match=r"blocks\.0\.attn \(SelfAttention\) scales .* 0\.25.*1/16"
+    ):
+        to_mup(sqrt, 32)
+    inverse = models.build("transformer", "mnist1d", width=64, heads=4, attn_scale="inverse")
+    assert isinstance(to_mup(inverse, 32).head, Readout)
+
+
+def test_toolkit_imports_neither_the_harness_nor_a_cycle():
+    """The toolkit stands alone: importing it loads no harness module, and the muP rule is
+    known by name without importing layerwise.mup (no rules -> mup import)."""
+    code = (
+        "import sys\n"
+        "import layerwise.rules as r\n"
+        "assert 'mup' in r.RULES and 'layerwise.mup' not in sys.modules\n"
+        "import layerwise.groups, layerwise.mup, layerwise.probes, layerwise.freezeout\n"
+        "import layerwise.schedules, layerwise.optim\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('layerwise.harness', 'layerwise.studies')))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

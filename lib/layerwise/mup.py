@@ -1,4 +1,5 @@
-"""Maximal-update parametrisation (muP) for the project's MLP and transformer.
+"""Maximal-update parametrisation (muP) for MLPs and transformers: :func:`to_mup` prepares a
+model, the rule :class:`MuP` (defined in :mod:`layerwise.rules`) gives its per-layer rates.
 
 G. Yang, E. J. Hu, I. Babuschkin, S. Sidor, X. Liu, D. Farhi, N. Ryder, J. Pachocki, W. Chen,
 J. Gao, "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer",
@@ -50,11 +51,10 @@ even at the base width.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -62,21 +62,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_choice, check_positive
-from .harness.models import SelfAttention
-from .layers import layer_table
+from .layers import _is_attention, _outermost, layer_table
 from .probes.activations import record_outputs
-from .rules import Rule, RuleLike, register_rule
+from .rules import MuP, RuleLike
 
 __all__ = ["MuP", "Readout", "coord_check", "to_mup"]
-
-_VECTOR_KINDS = ("norm", "other")
 
 
 class Readout(nn.Linear):
     """A linear readout whose input is multiplied by ``multiplier``: ``W (a x) + b``.
 
     muP's output multiplier ``a = 1/m`` (see the module docstring); the bias is not multiplied.
+    The class attribute ``mup_readout`` tells :class:`MuP` that the model went through
+    :func:`to_mup`.
     """
+
+    mup_readout: ClassVar[bool] = True
 
     def __init__(
         self, in_features: int, out_features: int, bias: bool = True, multiplier: float = 1.0
@@ -98,88 +99,38 @@ class Readout(nn.Linear):
         return f"{super().extra_repr()}, multiplier={self.multiplier:g}"
 
 
-@register_rule("mup")
-@dataclasses.dataclass(frozen=True)
-class MuP(Rule):
-    """muP per-layer learning-rate multipliers (Table 3, readout-multiplier form) as a rule of
-    :mod:`layerwise.rules`: ``lr_row = lr * multipliers(table)[row]``.
+def _attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The outermost attention modules (``nn.MultiheadAttention`` or a class whose name
+    contains ``"Attention"``), by name."""
+    modules = dict(model.named_modules())
+    names = _outermost([n for n, m in modules.items() if n and _is_attention(m)])
+    return {n: modules[n] for n in names}
 
-    ``base_width`` is the width at which muP equals SP; ``optimizer`` is ``"adam"`` (also AdamW)
-    or ``"sgd"`` (with or without momentum); ``width`` is the model width (default: the fan-in of
-    the readout ``head.weight``, found by name or among a row's ``aliases`` when the head is tied
-    to an embedding).  ``table`` is :func:`layerwise.layers.layer_table`'s, or any frame with one
-    row per trainable parameter and the columns ``name``, ``kind`` and ``shape`` (tuple).  Use
-    with a model prepared by :func:`to_mup`.
-    """
 
-    base_width: int
-    optimizer: str = "adam"
-    width: int | None = None
+def _check_attention_scale(name: str, module: nn.Module, width: int) -> None:
+    """Refuse attention whose logits are not scaled by muP's ``1/d_head``.
 
-    def __post_init__(self) -> None:
-        check_positive("base_width", self.base_width)
-        if self.width is not None:
-            check_positive("width", self.width)
-        check_choice("muP optimizer", self.optimizer, ("adam", "sgd"))
-
-    def spec(self) -> dict[str, Any]:
-        """A JSON-able description, e.g. ``{"name": "mup", "base_width": 64, "optimizer": "adam"}``
-        (``width`` only when given); :func:`layerwise.rules.rule_from_spec` inverts it."""
-        spec = super().spec()
-        return spec if self.width is not None else {k: v for k, v in spec.items() if k != "width"}
-
-    def model_width(self, table: pd.DataFrame) -> int:
-        """``width`` if given, else the fan-in of the readout ``head.weight``."""
-        if self.width is not None:
-            return self.width
-        aliases = table["aliases"] if "aliases" in table else [()] * len(table)
-        for row, names in zip(table.itertuples(index=False), aliases, strict=True):
-            if "head.weight" in (row.name, *names):
-                return int(row.shape[1])  # (classes, width) for a Linear head or a tied embedding
+    The module must say how it scales: a ``scale`` attribute (the factor on ``q . k``) and
+    either ``head_dim`` or ``heads`` (then ``d_head = width / heads``), as the project's
+    ``SelfAttention`` has.  ``nn.MultiheadAttention`` always uses ``1/sqrt(d_head)`` and is
+    refused."""
+    scale = getattr(module, "scale", None)
+    head_dim = getattr(module, "head_dim", None)
+    heads = getattr(module, "heads", None)
+    if head_dim is None and isinstance(heads, int) and heads > 0:
+        head_dim = width // heads
+    kind = type(module).__name__
+    if not isinstance(scale, (int, float)) or not isinstance(head_dim, int):
         raise ValueError(
-            "cannot infer the model width: no 'head.weight' in the table; pass MuP(..., width=...)"
+            f"to_mup cannot check the attention scale of {name} ({kind}): muP needs 1/d_head "
+            "logits, and the module must show it through a `scale` attribute and `heads` or "
+            "`head_dim`"
         )
-
-    def classes(self, table: pd.DataFrame) -> list[str]:
-        """``"input"``, ``"hidden"`` or ``"output"`` per row (rules in the module docstring)."""
-        width = self.model_width(table)
-        return [_classify(row, width)[0] for row in table.itertuples(index=False)]
-
-    def multipliers(self, table: pd.DataFrame) -> list[float]:
-        """Learning-rate multiplier of each row, relative to the base width (1 at ``base_width``)."""
-        width = self.model_width(table)
-        m = width / self.base_width
-        result = []
-        for row in table.itertuples(index=False):
-            cls, fan_out_grows = _classify(row, width)
-            if self.optimizer == "adam":
-                result.append(1.0 / m if cls == "hidden" else 1.0)
-            elif cls == "hidden":
-                result.append(1.0)
-            else:  # input weights, biases and the multiplied readout: x fan_out
-                result.append(m if fan_out_grows or cls == "output" else 1.0)
-        return result
-
-
-def _classify(row: Any, width: int) -> tuple[str, bool]:
-    """(class, does the fan-out grow with width) of one table row."""
-    shape = tuple(row.shape)
-    grows = [d % width == 0 for d in shape]
-    if len(shape) < 2 or row.kind in _VECTOR_KINDS:
-        return "input", any(grows)
-    fan_in, fan_out = (grows[0], grows[1]) if row.kind == "embedding" else (grows[1], grows[0])
-    if row.name == "head.weight":
-        if not fan_in or fan_out:
-            raise ValueError(f"head.weight of shape {shape} is not a readout of width {width}")
-        return "output", False
-    if fan_in and fan_out:
-        return "hidden", True
-    if fan_in:
+    if not math.isclose(scale, 1.0 / head_dim):
         raise ValueError(
-            f"{row.name} of shape {shape} maps width {width} to a fixed size like a readout; "
-            "muP needs a readout multiplier for it, which only `head` gets"
+            f"{name} ({kind}) scales attention logits by {scale:.4g}, not muP's 1/d_head = "
+            f'1/{head_dim}; build the transformer with attn_scale="inverse"'
         )
-    return "input", fan_out
 
 
 def _classes(model: nn.Module, base_width: int, width: int) -> dict[str, str]:
@@ -219,8 +170,11 @@ def to_mup(
     head weight, ``zero_query=True`` the query rows of every fused ``qkv`` projection.  Both are
     off by default.  Raises ``ValueError`` for a model with recurrent layers, a head that is not
     ``nn.Linear`` (or is already a :class:`Readout`), a transformer built with ``init="gpt"``, or
-    attention not built with ``attn_scale="inverse"``.  Returns ``model``; train it with rates from ``MuP(base_width,
-    optimizer)``.
+    attention whose logits are not scaled by ``1/d_head``: every attention module (a class whose
+    name contains ``"Attention"``, or ``nn.MultiheadAttention``) must expose ``scale`` and
+    ``heads`` (or ``head_dim``) with ``scale == 1/d_head`` -- the project's transformer built
+    with ``attn_scale="inverse"`` does.  Returns ``model``; train it with rates from
+    ``MuP(base_width, optimizer)``.
     """
     check_positive("base_width", base_width)
     head = getattr(model, "head", None)
@@ -233,15 +187,10 @@ def to_mup(
             f"to_mup rescales PyTorch's default initialisation, got init={model.init!r}; "
             "build the model with init='torch'"
         )
-    for name, module in model.named_modules():
-        if isinstance(module, SelfAttention):
-            head_dim = module.qkv.in_features // module.heads
-            if not math.isclose(module.scale, 1.0 / head_dim):
-                raise ValueError(
-                    f"{name} uses 1/sqrt(d) attention; muP needs 1/d: build the transformer "
-                    'with attn_scale="inverse"'
-                )
     width = head.in_features
+    attention = _attention_modules(model)
+    for name, module in attention.items():
+        _check_attention_scale(name, module, width)
     m = width / base_width
     classes = _classes(model, base_width, width)
     params = dict(model.named_parameters())
@@ -252,9 +201,13 @@ def to_mup(
     if "head.weight" in classes:  # untied readout
         head.weight.mul_(0.0 if zero_readout else math.sqrt(m))
     if zero_query:
-        for module in model.modules():
-            if isinstance(module, SelfAttention):
-                module.qkv.weight[:width].zero_()
+        for name, module in attention.items():
+            qkv = getattr(module, "qkv", None)
+            if not isinstance(qkv, nn.Linear):
+                raise ValueError(
+                    f"zero_query needs a fused nn.Linear `qkv` projection; {name} has none"
+                )
+            qkv.weight[:width].zero_()
     model.head = Readout.wrap(head, 1.0 / m)
     return model
 

@@ -37,6 +37,7 @@ __all__ = [
     "Discriminative",
     "FromFunction",
     "LayerDecay",
+    "MuP",
     "Rule",
     "RuleLike",
     "Uniform",
@@ -202,17 +203,134 @@ class FromFunction(Rule):
         return [float(self.fn(row)) for _, row in table.iterrows()]
 
 
+_VECTOR_KINDS = ("norm", "other")
+
+
+@register_rule("mup")
+@dataclasses.dataclass(frozen=True)
+class MuP(Rule):
+    """muP per-layer learning-rate multipliers (Yang et al. 2021, "Tensor Programs V",
+    arXiv:2203.03466, Table 3 in the readout-multiplier form of Table 8).
+
+    With ``m = width / base_width`` and each row's class read from its shape (see
+    :mod:`layerwise.mup`)::
+
+        Adam(W):  hidden m_row = 1 / m;  input weights, biases, norm gains, readout  m_row = 1
+        SGD:      hidden m_row = 1;      input weights, biases, gains  m_row = m if the fan-out
+                  grows with width else 1;  readout m_row = m
+
+    ``base_width`` is the width at which muP equals SP; ``optimizer`` is ``"adam"`` (also AdamW)
+    or ``"sgd"`` (with or without momentum); ``width`` is the model width (default: the fan-in of
+    the readout ``head.weight``, found by name or among a row's ``aliases`` when the head is tied
+    to an embedding).  The rates are only muP for a model prepared by
+    :func:`layerwise.mup.to_mup`, whose readout multiplies its input by ``1/m``, so
+    :meth:`multipliers` refuses a table whose ``head`` is not such a readout: ``table`` must be
+    :func:`layerwise.layers.layer_table`'s (its ``attrs["module_types"]`` names each module's
+    class).
+    """
+
+    base_width: int
+    optimizer: str = "adam"
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("base_width", self.base_width)
+        if self.width is not None:
+            check_positive("width", self.width)
+        check_choice("muP optimizer", self.optimizer, ("adam", "sgd"))
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description, e.g. ``{"name": "mup", "base_width": 64, "optimizer": "adam"}``
+        (``width`` only when given); :func:`rule_from_spec` inverts it."""
+        spec = super().spec()
+        return spec if self.width is not None else {k: v for k, v in spec.items() if k != "width"}
+
+    def model_width(self, table: pd.DataFrame) -> int:
+        """``width`` if given, else the fan-in of the readout ``head.weight``."""
+        if self.width is not None:
+            return self.width
+        aliases = table["aliases"] if "aliases" in table else [()] * len(table)
+        for row, names in zip(table.itertuples(index=False), aliases, strict=True):
+            if "head.weight" in (row.name, *names):
+                return int(row.shape[1])  # (classes, width) for a Linear head or a tied embedding
+        raise ValueError(
+            "cannot infer the model width: no 'head.weight' in the table; pass MuP(..., width=...)"
+        )
+
+    def classes(self, table: pd.DataFrame) -> list[str]:
+        """``"input"``, ``"hidden"`` or ``"output"`` per row (rules in :mod:`layerwise.mup`)."""
+        width = self.model_width(table)
+        return [_mup_class(row, width)[0] for row in table.itertuples(index=False)]
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        """Learning-rate multiplier of each row, relative to the base width (1 at ``base_width``).
+
+        Raises ``ValueError`` unless the table's ``head`` is a muP readout (see the class
+        docstring)."""
+        _check_mup_readout(table)
+        width = self.model_width(table)
+        m = width / self.base_width
+        result = []
+        for row in table.itertuples(index=False):
+            cls, fan_out_grows = _mup_class(row, width)
+            if self.optimizer == "adam":
+                result.append(1.0 / m if cls == "hidden" else 1.0)
+            elif cls == "hidden":
+                result.append(1.0)
+            else:  # input weights, biases and the multiplied readout: x fan_out
+                result.append(m if fan_out_grows or cls == "output" else 1.0)
+        return result
+
+
+def _check_mup_readout(table: pd.DataFrame) -> None:
+    """Refuse a table whose model was not prepared by ``layerwise.mup.to_mup``: its ``head``
+    must be a class that declares ``mup_readout = True`` (``layerwise.mup.Readout``)."""
+    types = table.attrs.get("module_types")
+    if types is None:
+        raise ValueError(
+            "MuP needs the layer table of the model (layerwise.layers.layer_table(model)), "
+            "which records the module types; got a table without attrs['module_types']"
+        )
+    head = types.get("head")
+    if not getattr(head, "mup_readout", False):
+        found = "no module 'head'" if head is None else f"'head' is {head.__name__}"
+        raise ValueError(
+            f"MuP rates are muP only for a model prepared by layerwise.mup.to_mup(model, "
+            f"base_width), whose head is a muP Readout; {found}: call to_mup on the freshly "
+            "built model first"
+        )
+
+
+def _mup_class(row: Any, width: int) -> tuple[str, bool]:
+    """(muP class, does the fan-out grow with width) of one table row."""
+    shape = tuple(row.shape)
+    grows = [d % width == 0 for d in shape]
+    if len(shape) < 2 or row.kind in _VECTOR_KINDS:
+        return "input", any(grows)
+    fan_in, fan_out = (grows[0], grows[1]) if row.kind == "embedding" else (grows[1], grows[0])
+    if row.name == "head.weight":
+        if not fan_in or fan_out:
+            raise ValueError(f"head.weight of shape {shape} is not a readout of width {width}")
+        return "output", False
+    if fan_in and fan_out:
+        return "hidden", True
+    if fan_in:
+        raise ValueError(
+            f"{row.name} of shape {shape} maps width {width} to a fixed size like a readout; "
+            "muP needs a readout multiplier for it, which only `head` gets"
+        )
+    return "input", fan_out
+
+
 def rule_from_spec(spec: Mapping[str, Any]) -> RuleLike:
     """The rule a JSON-able spec names, e.g. ``{"name": "layer_decay", "decay": 0.8}``.
 
     Names: ``uniform``; ``discriminative`` (``factor``, ``toward``); ``layer_decay``
-    (``decay``); ``by_kind`` (``multipliers``: kind -> multiplier); plus any rule registered
-    with :func:`register_rule`.
+    (``decay``); ``by_kind`` (``multipliers``: kind -> multiplier); ``mup`` (``base_width``,
+    ``optimizer``, ``width``); plus any rule registered with :func:`register_rule`.
     """
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise ValueError(f"a rule spec is a dict with a 'name' key, got {spec!r}")
-    from . import mup  # noqa: F401  (registers "mup"; imported here because mup imports rules)
-
     cls = RULES[check_choice("rule", spec["name"], RULES)]
     renamed = getattr(cls, "spec_keys", {})
     field_of = {renamed.get(a, a): a for a in inspect.signature(cls).parameters}
@@ -222,11 +340,23 @@ def rule_from_spec(spec: Mapping[str, Any]) -> RuleLike:
 
 
 def as_rule(rule: RuleLike | Callable[[pd.Series], float] | Mapping[str, Any]) -> RuleLike:
-    """Accept a rule object, a spec dict (see :func:`rule_from_spec`) or a row function."""
+    """Accept a rule object, a spec dict (see :func:`rule_from_spec`) or a row function.
+
+    Raises ``TypeError`` for a rule class given instead of an instance (``Discriminative``
+    rather than ``Discriminative(2.6)``) and for anything that is none of the three.
+    """
+    if isinstance(rule, type):
+        raise TypeError(
+            f"got the rule class {rule.__name__}, not a rule; create one, "
+            f"e.g. {rule.__name__}(...) with its arguments"
+        )
     if isinstance(rule, RuleLike):
         return rule
     if isinstance(rule, Mapping):
         return rule_from_spec(rule)
     if callable(rule):
         return FromFunction(rule)
-    raise TypeError(f"a rule needs a multipliers(table) method, got {rule!r}")
+    raise TypeError(
+        f"a rule needs a multipliers(table) method, got {type(rule).__name__} {rule!r}; "
+        "pass a rule object, a spec dict or a function of a layer-table row"
+    )
