@@ -12,14 +12,18 @@ import torch
 from torch import nn
 
 from layerwise.groups import (
+    MAX_SPAN,
     ByKind,
     Discriminative,
     LayerDecay,
     Uniform,
+    check,
     describe,
     param_groups,
+    resolve,
 )
 from layerwise.harness import models
+from layerwise.probes import Monitor
 
 X_MNIST1D = torch.randn(2, 40)
 X_TEXT = torch.randint(0, 65, (2, 8))
@@ -32,7 +36,8 @@ def mlp() -> nn.Module:
 
 
 def gpt() -> nn.Module:
-    """Tied head; block depths: embed and pos 0, blocks.k k + 1, ln_f 4."""
+    """Tied head; block depths: pos 0, blocks.k k + 1, ln_f 4 (with the last block), and the
+    tied embed/head at 5, its last use."""
     torch.manual_seed(0)
     return models.build("transformer", "tinyshakespeare", width=16, depth=4, heads=2, block=8)
 
@@ -58,14 +63,52 @@ def test_discriminative_rates_by_depth():
 
 
 def test_layer_decay_on_gpt_blocks_with_tied_head():
-    groups = param_groups(gpt(), 1.0, LayerDecay(0.5), X_TEXT, granularity="block")
+    groups = param_groups(gpt(), 1.0, LayerDecay(0.5), X_TEXT)  # granularity="block" by default
     got = rates(groups)
-    assert "head.weight" not in got  # tied to embed.weight, which sits at depth 0
-    assert got["embed.weight"] == got["pos"] == pytest.approx(0.5**4)
+    assert "head.weight" not in got  # tied to embed.weight, which sits at the top (its last use)
+    assert got["embed.weight"] == 1.0
+    assert got["pos"] == pytest.approx(0.5**5)
     for k in range(4):
-        assert got[f"blocks.{k}.attn.qkv.weight"] == pytest.approx(0.5 ** (3 - k))
-        assert got[f"blocks.{k}.ln1.bias"] == pytest.approx(0.5 ** (3 - k))
-    assert got["ln_f.weight"] == 1.0
+        assert got[f"blocks.{k}.attn.qkv.weight"] == pytest.approx(0.5 ** (4 - k))
+        assert got[f"blocks.{k}.ln1.bias"] == pytest.approx(0.5 ** (4 - k))
+        assert got[f"blocks.{k}.mlp.2.weight"] == pytest.approx(0.5 ** (4 - k))
+    assert got["ln_f.weight"] == pytest.approx(0.5)
+    assert len({round(lr, 12) for lr in got.values()}) == 6  # input, 4 blocks, head
+
+
+def test_discriminative_trains_a_tied_head_at_the_top_rate():
+    """ULMFiT's factor on a tied language model: the readout is not slowed to the input's rate."""
+    got = rates(param_groups(gpt(), 0.01, Discriminative(2.6), X_TEXT))
+    assert got["embed.weight"] == pytest.approx(0.01)
+    assert got["pos"] == pytest.approx(0.01 / 2.6**5)
+    assert got["blocks.3.attn.proj.weight"] == pytest.approx(0.01 / 2.6)
+
+
+def test_resolve_gives_each_parameter_its_multiplier():
+    table = resolve(gpt(), LayerDecay(0.5), X_TEXT)
+    per_layer = table.groupby("layer", sort=False)["multiplier"].agg(set).to_dict()
+    assert per_layer == {
+        "pos": {0.5**5},
+        "blocks.0": {0.5**4},
+        "blocks.1": {0.5**3},
+        "blocks.2": {0.5**2},
+        "blocks.3": {0.5},
+        "ln_f": {0.5},
+        "head": {1.0},
+    }
+    assert {"name", "kind", "depth", "unit", "multiplier"} <= set(table.columns)
+
+
+def test_a_depth_rule_spanning_more_than_a_thousand_fold_warns():
+    span = 2.6**16  # 17 depths at granularity="layer": four per block, the tied head on top
+    assert span > MAX_SPAN
+    with pytest.warns(UserWarning, match=r"factor 4\.3\de\+06.*17 depths.*'layer'"):
+        groups = param_groups(gpt(), 1.0, Discriminative(2.6), X_TEXT, granularity="layer")
+    lrs = [g["lr"] for g in groups]
+    assert max(lrs) / min(lrs) == pytest.approx(span)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        param_groups(gpt(), 1.0, Discriminative(2.6), X_TEXT)  # 6 blocks: 2.6^5 = 119
 
 
 def test_weight_decay_skips_1d_tensors_by_default():
@@ -93,6 +136,9 @@ def test_groups_cover_each_trainable_tensor_once_with_json_metadata():
     assert {id(p) for p in tensors} == {id(p) for p in model.parameters() if p.requires_grad}
     meta = [{k: v for k, v in g.items() if k != "params"} for g in groups]
     assert json.loads(json.dumps(meta)) == meta
+    assert [g["multiplier"] for g in groups] == [0.5, 0.5, 1.0, 1.0]
+    assert [g["layers"] for g in groups][-1] == ["head"]
+    assert {u for g in groups for u in g["units"]} == {"block", "layer"}  # body.2 is a block
     by_name = {n: (g["depth"], g["kind"]) for g in groups for n in g["names"]}
     assert by_name == {
         "body.2.weight": (0, "dense"),
@@ -161,23 +207,106 @@ def test_one_cycle_with_per_group_max_lr_keeps_the_ratios():
     assert max(lrs[2] for lrs in history) == pytest.approx(0.1)
 
 
-def test_one_cycle_with_a_scalar_max_lr_erases_the_ratios():
-    history = scheduled(
-        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10), 9
+def test_one_cycle_with_a_scalar_max_lr_erases_the_ratios_and_check_says_so():
+    groups = param_groups(mlp(), 0.1, Discriminative(2.0), X_MNIST1D)
+    opt = torch.optim.SGD(groups)
+    assert check(opt)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    lrs = [g["lr"] for g in opt.param_groups]
+    assert lrs[0] == lrs[1] == lrs[2]
+    with pytest.warns(
+        UserWarning,
+        match=r"group 2 \(head\.weight, \.\.\.\): group 0 \(body\.0\.weight, \.\.\.\): rate ratio 1, set 0\.25",
+    ):
+        assert not check(opt)
+
+
+def test_check_is_quiet_while_a_scheduler_keeps_the_ratios():
+    groups = param_groups(mlp(), 0.1, Discriminative(2.0), X_MNIST1D)
+    opt = torch.optim.SGD(groups)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+    one_cycle = param_groups(mlp(), 0.1, Discriminative(2.0), X_MNIST1D)
+    per_group = torch.optim.SGD(one_cycle)
+    torch.optim.lr_scheduler.OneCycleLR(
+        per_group, max_lr=[g["lr"] for g in one_cycle], total_steps=10
     )
-    for lrs in history:
-        assert lrs[0] == lrs[1] == lrs[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):
+            opt.step()
+            cosine.step()
+            assert check(opt)
+        assert check(per_group)
+        assert check([{"params": [], "lr": 0.3, "weight_decay": 0}])  # nothing to compare
+
+
+def test_monitor_warns_once_when_the_ratios_drift():
+    model = mlp()
+    opt = torch.optim.SGD(param_groups(model, 0.1, Discriminative(2.0), X_MNIST1D))
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    monitor = Monitor(model, opt, every=1)
+    with pytest.warns(UserWarning, match="no longer keep the rate ratios") as record:
+        for step in range(3):
+            model(X_MNIST1D).sum().backward()
+            monitor.before_step(step)
+            opt.step()
+            monitor.after_step(step)
+    assert len([w for w in record if "rate ratios" in str(w.message)]) == 1
+    quiet = Monitor(model, opt, every=1, check_rates=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(X_MNIST1D).sum().backward()
+        quiet.before_step(0)
+        opt.step()
+        quiet.after_step(0)
 
 
 def test_describe_lists_every_parameter():
     groups = param_groups(mlp(), 0.01, Discriminative(2.6), X_MNIST1D, weight_decay=0.1)
     frame = describe(groups).set_index("name")
-    assert list(frame.columns) == ["group", "depth", "kind", "lr", "weight_decay"]
+    assert list(frame.columns) == [
+        "group",
+        "layer",
+        "unit",
+        "depth",
+        "kind",
+        "multiplier",
+        "lr",
+        "weight_decay",
+    ]
     assert frame.loc["body.0.weight", "lr"] == pytest.approx(0.01 / 2.6**2)
+    assert frame.loc["body.0.weight", "multiplier"] == pytest.approx(1 / 2.6**2)
     assert frame.loc["body.0.weight", "weight_decay"] == 0.1
     assert frame.loc["body.0.bias", "weight_decay"] == 0.0
     assert frame.loc["head.bias", "depth"] == 2
+    assert frame.loc["head.bias", "layer"] == "head"
     assert len(frame) == 6
+
+
+def test_describe_by_layer_says_what_multiplier_each_block_received():
+    opt = torch.optim.AdamW(param_groups(gpt(), 1.0, LayerDecay(0.5), X_TEXT, weight_decay=0.1))
+    frame = describe(opt, by="layer")
+    assert list(frame.columns) == [
+        "depth",
+        "layer",
+        "unit",
+        "kinds",
+        "tensors",
+        "numel",
+        "multiplier",
+        "lr",
+    ]
+    assert frame["layer"].tolist() == ["pos", *(f"blocks.{k}" for k in range(4)), "ln_f", "head"]
+    assert frame["unit"].tolist() == ["input", *["block"] * 4, "layer", "layer"]
+    assert frame["depth"].tolist() == [0, 1, 2, 3, 4, 4, 5]
+    assert frame["multiplier"].tolist() == pytest.approx(
+        [0.5**5, *(0.5 ** (4 - k) for k in range(4)), 0.5, 1.0]
+    )
+    assert frame.loc[1, "kinds"] == "attention+dense+norm"
+    assert (
+        frame.loc[1, "tensors"] == 12
+    )  # 2 norms, qkv, proj and 2 dense layers, weights and biases
+    assert frame.loc[6, "kinds"] == "embedding"  # the tied embedding, used last as the head
 
 
 def test_describe_names_a_parameter_listed_twice():

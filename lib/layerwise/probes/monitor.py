@@ -12,6 +12,11 @@ step records
   ``optimizer.state[p]["trust_ratio"]`` when the optimizer (LARS, LAMB) stores one;
 * ``trust_ratio`` -- that trust ratio.
 
+On every monitored step the monitor also runs :func:`layerwise.groups.check` on the optimizer
+(off with ``check_rates=False``): if the groups were built by ``groups.param_groups`` and their
+rates no longer stand in the ratios the rule set (e.g. ``OneCycleLR`` with a scalar ``max_lr``),
+it warns once.
+
 Norms are Frobenius norms gathered with ``torch._foreach_norm`` (one fused call per quantity)
 and moved to Python with one transfer per monitored step; weights are snapshotted only on
 monitored steps, into buffers allocated once.  Undefined values -- no gradient (a frozen
@@ -27,6 +32,7 @@ import torch
 from torch import nn
 
 from .._validate import check_positive
+from ..groups import check
 
 __all__ = ["QUANTITIES", "Monitor", "monitor_frame"]
 
@@ -41,7 +47,7 @@ class Monitor:
     """Record per-tensor norms, relative updates and rates every ``every`` steps.
 
     The training loop calls ``before_step(step)`` just before ``optimizer.step()`` (gradients
-    ready) and ``after_step(step)`` right after it; steps with ``step % every == 0`` are recorded,
+    ready) and ``after_step(step)`` right after it (``check_rates``: see the module docstring); steps with ``step % every == 0`` are recorded,
     the others return at once.  ``to_record()`` gives the JSON-serialisable result and
     :func:`monitor_frame` a tidy DataFrame of it.
 
@@ -56,12 +62,19 @@ class Monitor:
             optimizer.zero_grad()
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, every: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        every: int,
+        check_rates: bool = True,
+    ):
         if not isinstance(every, int):
             raise ValueError(f"every must be a positive integer, got {every!r}")
         check_positive("every", every)
         self.every = every
         self.optimizer = optimizer
+        self.check_rates = check_rates  # cleared after the first warning
         named = list(model.named_parameters())
         self.names = [name for name, _ in named]
         self.params = [p for _, p in named]
@@ -108,6 +121,8 @@ class Monitor:
         trust = [next(values) if isinstance(t, torch.Tensor) else t for t in trust]
 
         self._steps.append(step)
+        if self.check_rates and not check(self.optimizer):
+            self.check_rates = False
         for i, name in enumerate(self.names):
             group = self._groups[i]
             lr = None if group is None else float(group["lr"])
