@@ -67,7 +67,8 @@ class LARS(TrustRatioOptimizer):
     Args:
         params: parameters or param-group dicts (each group may set its own ``lr``,
             ``weight_decay`` and the other options below).
-        lr: base learning rate (> 0).
+        lr: default learning rate (> 0) for groups without their own ``lr``; may be left out
+            when every group has one (e.g. the groups of ``layerwise.groups.param_groups``).
         momentum: momentum factor in [0, 1).
         weight_decay: ``beta`` (>= 0), L2 penalty inside the trust ratio.
         trust_coefficient: ``eta`` (> 0), the paper's 0.001 by default.
@@ -81,7 +82,7 @@ class LARS(TrustRatioOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float,
+        lr: float | None = None,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         trust_coefficient: float = 1e-3,
@@ -105,6 +106,11 @@ class LARS(TrustRatioOptimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
+        if group["lr"] is None:
+            raise ValueError(
+                "LARS lr must be a positive number, got None: the param group has no 'lr' and "
+                "no default lr= was given"
+            )
         check_positive("LARS lr", group["lr"])
         check_unit_interval("LARS momentum", group["momentum"])
         check_nonnegative("LARS weight_decay", group["weight_decay"])
