@@ -119,7 +119,7 @@ def test_stored_best_lr_reads_the_tuning_seed_of_the_same_config(tmp_path, tiny_
 
 
 def test_instrumented_runs_use_the_given_rate_and_fresh_seeds():
-    bed = testbeds.testbed("mnist1d/mlp")
+    bed = testbeds.testbed("mnist1d/mlp", protocol=1)
     runs = layer_speed.instrumented(bed, None, lr=0.02)
     assert [c.seed for c in runs] == [1, 2, 3, 4, 5]
     assert all(c.lr == 0.02 for c in runs)

@@ -1,6 +1,6 @@
 """Study 02's design: do layers converge at different speeds under one learning rate?
 
-Every testbed of ``testbeds.TESTBEDS`` is trained at the single rate ``01_baselines`` chose for
+Every testbed of ``testbeds.V1_TESTBEDS`` is trained at the single rate ``01_baselines`` chose for
 it, on fresh seeds, with two instruments switched on:
 
 * the convergence tracker (``RunConfig.probe_every``, ``probes.ConvergenceTracker``):

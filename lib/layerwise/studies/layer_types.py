@@ -28,7 +28,7 @@ from .._validate import check_choice, check_positive
 from ..harness.config import RunConfig
 from ..harness.stats import format_ci, paired_difference_ci
 from ..harness.store import Store
-from ..harness.testbeds import TESTBEDS, Testbed, final_seeds, testbed
+from ..harness.testbeds import V1_TESTBEDS, Testbed, final_seeds, testbed
 from ..harness.tuning import TuningResult, log_grid, tune
 from ..layers import KINDS
 
@@ -58,7 +58,7 @@ SHORT_BUDGETS: dict[str, dict] = {
 
 HYBRID = Testbed(
     "mnist1d/hybrid",
-    TESTBEDS["mnist1d/cnn"].config.replace(model="hybrid", steps=1000, eval_every=250),
+    V1_TESTBEDS["mnist1d/cnn"].config.replace(model="hybrid", steps=1000, eval_every=250),
     "acc",
     None,
     None,
@@ -68,8 +68,8 @@ HYBRID = Testbed(
 
 def short_testbed(name: str, profile: str = "full") -> Testbed:
     """Testbed ``name`` (or ``"mnist1d/hybrid"``) at the comparisons' short budget."""
-    check_choice("comparison testbed", name, [*TESTBEDS, HYBRID.name])
-    bed = HYBRID if name == HYBRID.name else testbed(name)
+    check_choice("comparison testbed", name, [*V1_TESTBEDS, HYBRID.name])
+    bed = HYBRID if name == HYBRID.name else testbed(name, protocol=1)
     budget = SHORT_BUDGETS.get(name) or SHORT_BUDGETS[bed.config.dataset]
     config = bed.config.replace(**budget)
     if profile == "smoke":

@@ -1,0 +1,326 @@
+"""Comparisons under tuning protocol v2: arms that differ only in their per-layer rule, each
+tuned separately, then judged against a baseline arm on paired fresh seeds.
+
+A comparison takes one testbed and keeps everything but the per-layer rule fixed.  Every arm
+(the uniform baseline included) is tuned with the same :class:`Protocol` (``tuning.tune``):
+
+* the same coarse grid (:data:`COARSE_GRIDS`, four rates a factor 4 apart), extended while the
+  best rate sits on an edge, then refined until the chosen rate's neighbours are at most 2x away;
+* three tuning seeds (:data:`TUNE_SEEDS`) per grid point, disjoint from the final seeds; a
+  run's score is the mean of its last three validation evaluations;
+* the chosen rate rerun on fresh seeds: ten on MNIST-1D, five on Fashion-MNIST, three on text
+  (:data:`FINAL_SEEDS`);
+* a schedule that decays to zero over the budget (linear warmup over 5% of the steps, then
+  cosine to zero, :func:`with_decay`), so a multiplier below 1 is not the only annealing an arm
+  gets, and the final weights are a real end point.
+
+``check_protocol`` refuses a result tuned on fewer seeds or a coarser grid, so no effect table
+can rest on one seed.  Effects, intervals and the four outcomes come from ``harness.stats``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+
+import pandas as pd
+
+from .._validate import check_choice, check_positive
+from ..layers import KINDS
+from . import stats
+from .config import RunConfig
+from .store import Store
+from .testbeds import Testbed
+from .tuning import TuningResult, check_protocol, tune
+
+__all__ = [
+    "COARSE_GRIDS",
+    "FINAL_SEEDS",
+    "OPTIMIZERS",
+    "TUNE_SEEDS",
+    "Protocol",
+    "compare",
+    "depth_factor_arms",
+    "kind_arms",
+    "protocol",
+    "time_to_target",
+    "tune_arms",
+    "with_decay",
+    "with_optimizer",
+]
+
+TUNE_SEEDS: tuple[int, ...] = (100, 101, 102)
+FINAL_SEEDS: dict[str, tuple[int, ...]] = {
+    "mnist1d": tuple(range(1, 11)),
+    "fashion_mnist": tuple(range(1, 6)),
+    "tinyshakespeare": (1, 2, 3),
+}
+# Four rates a factor 4 apart, centred on each optimizer's usual range; extended by 4x steps
+# while the best rate is an edge, then refined to 2x around it.
+COARSE_GRIDS: dict[str, tuple[float, ...]] = {
+    "adamw": (2.5e-4, 1e-3, 4e-3, 1.6e-2),
+    "sgd": (4e-3, 1.6e-2, 6.4e-2, 0.256),
+}
+OPTIMIZERS: dict[str, dict] = {
+    "adamw": {"weight_decay": 0.0},
+    "sgd": {"momentum": 0.9, "weight_decay": 0.0},
+}
+WARMUP_FRACTION = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How every arm of a comparison is tuned and rerun (see the module docstring)."""
+
+    grid: tuple[float, ...]
+    tune_seeds: tuple[int, ...]
+    final_seeds: tuple[int, ...]
+    max_spacing: float | None = 2.0
+    max_extensions: int = 3
+    score_evals: int = 3
+    min_tune_seeds: int = 3
+
+    def describe(self) -> str:
+        """One sentence a notebook prints above its results."""
+        spacing = f"refined to <= {self.max_spacing:g}x" if self.max_spacing else "not refined"
+        return (
+            f"coarse grid {', '.join(f'{lr:g}' for lr in self.grid)} (extended while an edge "
+            f"wins, {spacing}); {len(self.tune_seeds)} tuning seeds per point, score = mean of "
+            f"the last {self.score_evals} validation evaluations; {len(self.final_seeds)} fresh "
+            "seeds at the chosen rate"
+        )
+
+
+def protocol(dataset: str, optimizer: str, profile: str = "full") -> Protocol:
+    """The study protocol for ``dataset`` and ``optimizer``; ``profile="smoke"`` shrinks it to a
+    3-point grid, one tuning seed and two final seeds (seconds, for checks only)."""
+    check_choice("comparison optimizer", optimizer, OPTIMIZERS)
+    check_choice("dataset", dataset, FINAL_SEEDS)
+    check_choice("profile", profile, ("full", "smoke"))
+    grid = COARSE_GRIDS[optimizer]
+    if profile == "smoke":
+        return Protocol(grid[1:], (100,), (1, 2), None, 0, 1, 1)
+    return Protocol(grid, TUNE_SEEDS, FINAL_SEEDS[dataset])
+
+
+def with_optimizer(config: RunConfig, optimizer: str) -> RunConfig:
+    """``config`` trained by ``"adamw"`` or ``"sgd"`` (momentum 0.9), no weight decay."""
+    check_choice("comparison optimizer", optimizer, OPTIMIZERS)
+    return config.replace(optimizer=optimizer, optimizer_options=OPTIMIZERS[optimizer])
+
+
+def with_decay(config: RunConfig, steps: int) -> RunConfig:
+    """``config`` trained for ``steps`` steps with linear warmup over 5% of them, then cosine
+    decay to zero (Loshchilov & Hutter 2017): ``m = (1 + cos(pi p)) / 2`` after warmup."""
+    check_positive("steps", steps)
+    warmup = max(1, round(WARMUP_FRACTION * steps))
+    return config.replace(
+        steps=int(steps),
+        epochs=None,
+        schedule="cosine",
+        schedule_options={"warmup": warmup, "final": 0.0},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# arms: name -> config, with a table of what each arm changes (numbers stay numbers)
+
+
+def depth_factor_arms(
+    config: RunConfig, factors: Sequence[float]
+) -> tuple[dict[str, RunConfig], pd.DataFrame]:
+    """Uniform plus one depth-wise arm per factor ``xi``, one factor step per **block**.
+
+    ``xi`` is the ratio of a block's rate to the rate of the block above it: ULMFiT's rule
+    (Howard & Ruder 2018), ``eta^(l-1) = eta^l / 2.6``, is ``xi = 1/2.6`` (lower blocks slower);
+    ``xi > 1`` is its mirror (lower blocks faster).  Multipliers are normalised so the fastest
+    block runs at the base rate: ``m_d = xi^(D - d)`` for ``xi < 1`` and ``m_d = xi^-d`` for
+    ``xi > 1`` (``rules.Discriminative`` toward the input or the output), with ``d`` the block
+    depth and ``D`` the top one.  ``xi = 1`` is the uniform arm.  Returns the arms and a table
+    (arm, xi, direction).
+    """
+    arms = {"uniform": config.replace(rule={"name": "uniform"})}
+    rows = [{"arm": "uniform", "xi": 1.0, "direction": "uniform"}]
+    for xi in sorted(set(factors)):
+        check_positive("depth factor xi", xi)
+        if math.isclose(xi, 1.0):
+            continue
+        slower = xi < 1
+        factor = 1 / xi if slower else xi
+        label = f"xi=1/{factor:.3g}" if slower else f"xi={factor:.3g}"
+        arms[label] = config.replace(
+            rule={
+                "name": "discriminative",
+                "factor": round(float(factor), 6),
+                "toward": "input" if slower else "output",
+                "granularity": "block",
+            }
+        )
+        rows.append(
+            {
+                "arm": label,
+                "xi": float(xi),
+                "direction": "lower slower" if slower else "lower faster",
+            }
+        )
+    return arms, pd.DataFrame(rows)
+
+
+def kind_arms(
+    config: RunConfig, kinds: Sequence[str], multipliers: Sequence[float]
+) -> tuple[dict[str, RunConfig], pd.DataFrame]:
+    """Uniform plus one arm per (kind, multiplier): that layer type's rate times the multiplier,
+    every other parameter at the base rate (``rules.ByKind``).  Returns the arms and a table
+    (arm, kind, multiplier)."""
+    arms = {"uniform": config.replace(rule={"name": "uniform"})}
+    rows = [{"arm": "uniform", "kind": None, "multiplier": 1.0}]
+    for kind in kinds:
+        check_choice("layer kind", kind, KINDS)
+        for m in multipliers:
+            check_positive("type multiplier", m)
+            label = f"{kind} x{m:g}" if m >= 1 else f"{kind} x1/{1 / m:g}"
+            arms[label] = config.replace(rule={"name": "by_kind", "multipliers": {kind: float(m)}})
+            rows.append({"arm": label, "kind": kind, "multiplier": float(m)})
+    return arms, pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# tuning
+
+
+def tune_arms(
+    arms: Mapping[str, RunConfig],
+    bed: Testbed,
+    study: str,
+    proto: Protocol,
+    *,
+    store: Store | None = None,
+    jobs: int | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> TuningResult:
+    """Tune every arm of one testbed with ``proto`` and check that the result meets it."""
+    result = tune(
+        arms,
+        proto.grid,
+        study,
+        metric=bed.metric,
+        tune_seeds=proto.tune_seeds,
+        final_seeds=proto.final_seeds,
+        max_extensions=proto.max_extensions,
+        max_spacing=proto.max_spacing,
+        score_evals=proto.score_evals,
+        store=store,
+        jobs=jobs,
+        executor=executor,
+        progress=progress,
+    )
+    check_protocol(
+        result, min_seeds=proto.min_tune_seeds, max_spacing=proto.max_spacing or math.inf
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# effects against the baseline arm: four outcomes over the notebook's family
+
+
+def _per_seed(frame: pd.DataFrame, arm: str, column: str) -> pd.Series:
+    rows = frame[(frame["arm"] == arm) & (frame["status"] == "ok")]
+    return rows.set_index("seed")[column].astype(float)
+
+
+def _sesoi(metric: str, baseline_mean: float, relative_error: float, nats: float) -> float:
+    """The smallest effect of interest: ``relative_error`` of the baseline's test error for an
+    accuracy (``stats.sesoi_from_error``), ``nats`` for a loss."""
+    if metric == "acc":
+        return stats.sesoi_from_error(1.0 - baseline_mean, relative_error)
+    return nats
+
+
+def time_to_target(result: TuningResult, arm: str, baseline: str = "uniform") -> stats.TimeRatio:
+    """Steps for ``arm`` to reach, on each final seed, the final validation score the
+    ``baseline`` reached on the same seed, as a geometric-mean ratio over seeds (< 1: the arm
+    gets there faster; ``stats.compare_times_to_target``).  A seed where the arm never gets
+    there counts at the full budget (a bound in the arm's favour; the count is reported)."""
+    column = f"val_{result.metric}"
+    larger = result.metric == "acc"
+    targets = _per_seed(result.final, baseline, column)
+    curves = result.curves
+    budget = float(curves["step"].max())
+
+    def steps(name: str, seed: int) -> float:
+        c = curves[(curves["arm"] == name) & (curves["seed"] == seed)].sort_values("step")
+        return stats.steps_to_target(c["step"], c[column], targets[seed], larger)
+
+    seeds = sorted(set(targets.index) & set(_per_seed(result.final, arm, column).index))
+    return stats.compare_times_to_target(
+        [steps(arm, s) for s in seeds], [steps(baseline, s) for s in seeds], budget=budget
+    )
+
+
+def compare(
+    results: Mapping[tuple[str, str], TuningResult],
+    *,
+    baseline: str = "uniform",
+    sesoi_relative_error: float = 0.10,
+    sesoi_nats: float = 0.02,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Every arm of ``results`` (keyed ``(group, testbed)``) against ``baseline`` on paired
+    final seeds, as one family corrected by Holm-Bonferroni (``stats.compare_family``).
+
+    One row per (group, testbed, arm): the chosen rate and whether it is interior (an arm or a
+    baseline that is not tuned gives *inconclusive*, whatever its data), the test metric's mean
+    for arm and baseline, the effect (arm minus baseline) with its interval, p-values, the
+    minimum detectable effect and the smallest effect of interest, the outcome (better / worse
+    / equivalent / inconclusive, read with the metric's direction), and the time to target
+    (:func:`time_to_target`: ratio with its 95% interval and the seeds that never got there).
+    """
+    rows = []
+    for (group, bed), result in results.items():
+        test_col = f"test_{result.metric}"
+        summary = result.summary.set_index("arm")
+        if baseline not in summary.index:
+            raise ValueError(f"{group}/{bed}: no {baseline!r} arm among {list(summary.index)}")
+        base = _per_seed(result.final, baseline, test_col)
+        for arm in summary.index.drop(baseline):
+            ours = _per_seed(result.final, arm, test_col)
+            seeds = sorted(set(base.index) & set(ours.index))
+            tuned = bool(summary.loc[arm, "interior"] and summary.loc[baseline, "interior"])
+            ttt = time_to_target(result, arm, baseline)
+            rows.append(
+                {
+                    "group": group,
+                    "testbed": bed,
+                    "arm": arm,
+                    "metric": test_col,
+                    "best_lr": float(summary.loc[arm, "best_lr"]),
+                    "tuned": tuned,
+                    "arm_mean": float(ours.mean()),
+                    "baseline_mean": float(base.mean()),
+                    "a": [ours[s] for s in seeds],
+                    "b": [base[s] for s in seeds],
+                    "sesoi": _sesoi(
+                        result.metric, float(base.mean()), sesoi_relative_error, sesoi_nats
+                    ),
+                    "larger_is_better": result.metric == "acc",
+                    "bounds": (0.0, 1.0) if result.metric == "acc" else None,
+                    "time_ratio": ttt.ratio,
+                    "time_ratio_low": ttt.ci_low,
+                    "time_ratio_high": ttt.ci_high,
+                    "time_never": ttt.arm_never,
+                }
+            )
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).rename_axis("row").reset_index()
+    # an untuned comparison keeps its numbers but is no claim: it stays out of the family
+    parts = [stats.compare_family(frame[frame["tuned"]].reset_index(drop=True), alpha=alpha)]
+    if not frame["tuned"].all():
+        untuned = frame[~frame["tuned"]].reset_index(drop=True)
+        parts.append(stats.compare_family(untuned, alpha=alpha).assign(outcome="inconclusive"))
+    table = pd.concat([p for p in parts if len(p)]).sort_values("row")
+    return table.drop(columns=["row"]).reset_index(drop=True)

@@ -1,0 +1,113 @@
+"""Comparisons under protocol v2: arms, the protocol, and effects with four outcomes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layerwise.harness import comparisons as cmp
+from layerwise.harness.config import RunConfig
+from layerwise.harness.tuning import TuningResult
+
+
+@pytest.fixture
+def base():
+    return RunConfig(dataset="mnist1d", model="mlp", lr=1e-3, batch_size=100, steps=1000)
+
+
+def test_protocol_meets_v2_and_smoke_shrinks_it():
+    full = cmp.protocol("mnist1d", "adamw")
+    assert len(full.tune_seeds) >= 3 and not set(full.tune_seeds) & set(full.final_seeds)
+    assert len(full.final_seeds) >= 10 and full.max_spacing <= 2
+    assert len(cmp.protocol("fashion_mnist", "sgd").final_seeds) >= 5
+    grid = full.grid
+    assert all(b / a == pytest.approx(4) for a, b in zip(grid, grid[1:], strict=False))
+    assert len(cmp.protocol("mnist1d", "adamw", "smoke").final_seeds) == 2
+    with pytest.raises(ValueError, match="'rmsprop'"):
+        cmp.protocol("mnist1d", "rmsprop")
+
+
+def test_with_decay_warms_up_then_decays_to_zero(base):
+    config = cmp.with_decay(base.replace(steps=None, epochs=2), 400)
+    assert config.steps == 400 and config.epochs is None
+    assert config.schedule == "cosine"
+    assert dict(config.schedule_options) == {"warmup": 20, "final": 0.0}
+
+
+def test_depth_factor_arms_name_direction_and_rule(base):
+    arms, design = cmp.depth_factor_arms(base, [1 / 2.6, 1.0, 2.6])
+    assert list(arms) == ["uniform", "xi=1/2.6", "xi=2.6"]
+    slower, faster = arms["xi=1/2.6"].rule, arms["xi=2.6"].rule
+    assert slower["toward"] == "input" and faster["toward"] == "output"
+    assert slower["factor"] == pytest.approx(2.6) and faster["factor"] == pytest.approx(2.6)
+    assert slower["granularity"] == faster["granularity"] == "block"
+    assert design.set_index("arm").loc["xi=1/2.6", "xi"] == pytest.approx(1 / 2.6)
+    assert design.set_index("arm").loc["xi=2.6", "direction"] == "lower faster"
+
+
+def test_kind_arms_table_keeps_numbers(base):
+    arms, design = cmp.kind_arms(base, ["dense"], [0.25, 4])
+    assert list(arms) == ["uniform", "dense x1/4", "dense x4"]
+    assert design["multiplier"].tolist() == [1.0, 0.25, 4.0]
+    with pytest.raises(ValueError, match="'lstm'"):
+        cmp.kind_arms(base, ["lstm"], [2])
+
+
+def _result(
+    effects: dict[str, float], noise: float, jitter: float = 0.0, interior: dict | None = None
+) -> TuningResult:
+    """A tuning result with 10 final seeds per arm: uniform test accuracy 0.80 + seed noise
+    shared by all arms (paired), each arm shifted by its effect plus its own jitter; validation curves that rise linearly to the final value."""
+    rng = np.random.default_rng(0)
+    seeds = range(1, 11)
+    base = 0.80 + noise * rng.standard_normal(10)
+    final, curves, summary = [], [], []
+    for arm, effect in {"uniform": 0.0, **effects}.items():
+        values = base + effect + (jitter * rng.standard_normal(10) if effect else 0.0)
+        for seed, v in zip(seeds, values, strict=True):
+            final.append({"arm": arm, "seed": seed, "status": "ok", "test_acc": v, "val_acc": v})
+            for step in (250, 500, 750, 1000):
+                curves.append({"arm": arm, "seed": seed, "step": step, "val_acc": v * step / 1000})
+        summary.append({"arm": arm, "best_lr": 1e-3, "interior": (interior or {}).get(arm, True)})
+    return TuningResult(
+        "acc", pd.DataFrame(), pd.DataFrame(final), pd.DataFrame(summary), pd.DataFrame(curves)
+    )
+
+
+def test_compare_gives_the_four_outcomes_over_one_family():
+    result = _result({"up": 0.05, "down": -0.05, "same": 0.0}, noise=0.01, jitter=0.002)
+    table = cmp.compare({("adamw", "bed"): result}).set_index("arm")
+    assert table.loc["up", "outcome"] == "better"
+    assert table.loc["down", "outcome"] == "worse"
+    # SESOI = 10% of the 20% error = 0.02; "same" differs from uniform by exactly 0 on every seed
+    assert table.loc["same", "sesoi"] == pytest.approx(
+        0.1 * (1 - table.loc["same", "baseline_mean"])
+    )
+    assert table.loc["same", "outcome"] == "equivalent"
+    assert (table["p_holm"] >= table["p"]).all()
+    assert set(table["outcome"]) <= {"better", "worse", "equivalent", "inconclusive"}
+
+
+def test_an_untuned_arm_is_inconclusive_whatever_its_data():
+    result = _result({"up": 0.05}, noise=0.01, jitter=0.002, interior={"up": False})
+    row = cmp.compare({("adamw", "bed"): result}).iloc[0]
+    assert row["outcome"] == "inconclusive" and not row["tuned"]
+    assert row["arm_mean"] > row["baseline_mean"]  # the numbers are still shown
+
+
+def test_noisy_small_effect_is_inconclusive_not_no_difference():
+    result = _result({"small": 0.005}, noise=0.05, jitter=0.05)
+    row = cmp.compare({("adamw", "bed"): result}).iloc[0]
+    assert row["outcome"] == "inconclusive"
+    assert row["ci_low"] < 0 < row["ci_high"] and row["mde"] > row["sesoi"]
+
+
+def test_time_to_target_ratio():
+    result = _result({"fast": 0.4}, noise=0.0)
+    ttt = cmp.time_to_target(result, "fast")
+    # fast reaches 0.8 at step 0.8/1.2*1000 = 667 -> first evaluation 750; uniform at 1000
+    assert ttt.ratio == pytest.approx(0.75)
+    assert ttt.arm_never == 0 and math.isfinite(ttt.ratio)
