@@ -12,6 +12,7 @@ from torch import nn
 
 from layerwise.groups import KINDS, layer_table
 from layerwise.harness import models
+from layerwise.layers import COLUMNS, UNITS
 
 INPUTS = {
     "mnist1d": lambda: torch.randn(2, 40),
@@ -176,6 +177,8 @@ def test_project_models(granularity, family, dataset):
     assert got == want
     assert set(table["source"]) == {"forward"}
     assert set(table["kind"]) <= set(KINDS)
+    assert set(table["unit"]) <= set(UNITS)
+    assert list(table.columns) == list(COLUMNS)
     assert len(table) == len({id(p) for p in model.parameters()})
     assert table.attrs["granularity"] == granularity
 

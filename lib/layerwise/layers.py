@@ -79,7 +79,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._validate import check_choice, check_int
 
-__all__ = ["COLUMNS", "GRANULARITIES", "KINDS", "UNITS", "layer_table"]
+__all__ = ["COLUMNS", "GRANULARITIES", "KINDS", "UNITS", "check_module", "layer_table"]
 
 KINDS: tuple[str, ...] = ("dense", "conv", "recurrent", "attention", "embedding", "norm", "other")
 GRANULARITIES: tuple[str, ...] = ("block", "layer")

@@ -148,9 +148,11 @@ class LayerDecay(Rule):
 
         m_d = decay ** (D - d),   0 < decay <= 1
 
-    Depths are consecutive, so the head sits one step above the last block.  That is BEiT's
-    convention with ``granularity="block"`` (embeddings 0, block k at k + 1, head at the top);
-    ELECTRA's code puts the head at ``n_layers + 2``, one step further than ours, so its
+    Depths are consecutive, so the head sits one step above the last layer below it.  With the
+    layer table's default ``granularity="block"`` that is BEiT's convention (embeddings 0, block
+    k at k + 1, head at the top) and, for a model with a pooler such as BERT, ELECTRA's layer
+    map (pooler at ``n_layers + 1``, classifier at ``n_layers + 2``).  ELECTRA's code puts the
+    head at ``n_layers + 2`` also without a pooler, one step further than ours, so its
     embeddings get one extra factor of ``decay`` (google-research/electra#64 calls that a
     mistake).  ``LayerDecay(x)`` equals ``Discriminative(1 / x, toward="input")``.
     """
