@@ -7,10 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from layerwise import groups
 from layerwise.harness import comparisons as cmp
 from layerwise.harness.config import RunConfig
+from layerwise.harness.models import build
 from layerwise.harness.tuning import TuningResult
+from layerwise.rules import rule_from_spec
 
 
 @pytest.fixture
@@ -43,7 +47,16 @@ def test_depth_factor_arms_name_direction_and_rule(base):
     slower, faster = arms["xi=1/2.6"].rule, arms["xi=2.6"].rule
     assert slower["toward"] == "input" and faster["toward"] == "output"
     assert slower["factor"] == pytest.approx(2.6) and faster["factor"] == pytest.approx(2.6)
-    assert slower["granularity"] == faster["granularity"] == "block"
+    # one factor step per block of the reference MLP (input layer, residual layer, head)
+    model = build("mlp", "mnist1d", variant="reference")
+    example = torch.zeros(2, 40)
+    for config, expected in (
+        (arms["xi=1/2.6"], [2.6**-2, 2.6**-1, 1]),
+        (arms["xi=2.6"], [1, 2.6**-1, 2.6**-2]),
+    ):
+        table = groups.resolve(model, rule_from_spec(dict(config.rule)), example)
+        per_depth = table.groupby("depth")["multiplier"].first().tolist()
+        assert per_depth == pytest.approx(expected)
     assert design.set_index("arm").loc["xi=1/2.6", "xi"] == pytest.approx(1 / 2.6)
     assert design.set_index("arm").loc["xi=2.6", "direction"] == "lower faster"
 

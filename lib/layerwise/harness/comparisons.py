@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -32,11 +32,13 @@ from ..layers import KINDS
 from . import stats
 from .config import RunConfig
 from .store import Store
+from .sweep import MissingRunsError, worker_pool
 from .testbeds import Testbed
 from .tuning import TuningResult, check_protocol, tune
 
 __all__ = [
     "COARSE_GRIDS",
+    "Comparison",
     "FINAL_SEEDS",
     "OPTIMIZERS",
     "TUNE_SEEDS",
@@ -46,6 +48,7 @@ __all__ = [
     "kind_arms",
     "protocol",
     "time_to_target",
+    "tune_all",
     "tune_arms",
     "with_decay",
     "with_optimizer",
@@ -138,7 +141,8 @@ def depth_factor_arms(
     ``xi > 1`` is its mirror (lower blocks faster).  Multipliers are normalised so the fastest
     block runs at the base rate: ``m_d = xi^(D - d)`` for ``xi < 1`` and ``m_d = xi^-d`` for
     ``xi > 1`` (``rules.Discriminative`` toward the input or the output), with ``d`` the block
-    depth and ``D`` the top one.  ``xi = 1`` is the uniform arm.  Returns the arms and a table
+    depth (``layers.layer_table``'s default granularity: one depth per block, the input layer
+    and the head one each) and ``D`` the top one.  ``xi = 1`` is the uniform arm.  Returns the arms and a table
     (arm, xi, direction).
     """
     arms = {"uniform": config.replace(rule={"name": "uniform"})}
@@ -155,7 +159,6 @@ def depth_factor_arms(
                 "name": "discriminative",
                 "factor": round(float(factor), 6),
                 "toward": "input" if slower else "output",
-                "granularity": "block",
             }
         )
         rows.append(
@@ -190,6 +193,22 @@ def kind_arms(
 # tuning
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One comparison: a group label (optimizer, budget), the testbed at its budget, the arms
+    (name -> config), what each arm changes (``design``) and the tuning protocol."""
+
+    group: str
+    bed: Testbed
+    arms: Mapping[str, RunConfig]
+    design: pd.DataFrame
+    protocol: Protocol
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.bed.name)
+
+
 def tune_arms(
     arms: Mapping[str, RunConfig],
     bed: Testbed,
@@ -221,6 +240,49 @@ def tune_arms(
         result, min_seeds=proto.min_tune_seeds, max_spacing=proto.max_spacing or math.inf
     )
     return result
+
+
+def tune_all(
+    plan: Sequence[Comparison],
+    study: str,
+    *,
+    store: Store | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[tuple[str, str], TuningResult], list[tuple[Comparison, int]]]:
+    """Tune every comparison of ``plan`` at once on one pool of workers.
+
+    Each comparison walks the protocol's stages (grid, extensions, refinement, final seeds) in
+    its own thread; all of them feed the same worker processes, so the cores stay busy while
+    one comparison waits for its stage to finish.  Returns the results by ``(group, testbed)``
+    and the comparisons still *pending* with the number of runs they miss at their current
+    stage -- only where training is forbidden (``LAYERWISE_REQUIRE_STORED``) and the store is
+    incomplete.
+    """
+    store = store or Store()
+    results: dict[tuple[str, str], TuningResult] = {}
+    pending: list[tuple[Comparison, int]] = []
+    with worker_pool(jobs) as pool, ThreadPoolExecutor(len(plan) if pool else 1) as threads:
+        futures = {
+            c.key: threads.submit(
+                tune_arms,
+                c.arms,
+                c.bed,
+                study,
+                c.protocol,
+                store=store,
+                jobs=jobs,
+                executor=pool,
+                progress=progress,
+            )
+            for c in plan
+        }
+        for c in plan:
+            try:
+                results[c.key] = futures[c.key].result()
+            except MissingRunsError as missing:
+                pending.append((c, len(missing.missing)))
+    return results, pending
 
 
 # --------------------------------------------------------------------------------------------

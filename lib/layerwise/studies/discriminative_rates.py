@@ -23,15 +23,10 @@ schedule decays to zero over each of them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import pandas as pd
 
 from .._validate import check_choice
 from ..harness import comparisons
-from ..harness.config import RunConfig
 from ..harness.testbeds import Testbed, testbed
-from ..harness.tuning import TuningResult
 
 __all__ = [
     "BUDGETS",
@@ -39,8 +34,7 @@ __all__ = [
     "LONG_BUDGET",
     "MAIN_FACTORS",
     "PLAN",
-    "Comparison",
-    "comparisons_of",
+    "plan",
 ]
 
 MAIN_FACTORS: tuple[float, ...] = (1 / 2.6, 2.6)
@@ -69,22 +63,6 @@ PLAN: tuple[tuple[str, str], ...] = (
 SMOKE_STEPS = 20
 
 
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """One comparison: a group label, the testbed at its budget, the arms (name -> config),
-    what each arm changes (``design``: arm, xi, direction) and the tuning protocol."""
-
-    group: str
-    bed: Testbed
-    arms: dict[str, RunConfig]
-    design: pd.DataFrame
-    protocol: comparisons.Protocol
-
-    def tune(self, study: str, **run_options: Any) -> TuningResult:
-        """Tune every arm (runs already in the store are read, not retrained)."""
-        return comparisons.tune_arms(self.arms, self.bed, study, self.protocol, **run_options)
-
-
 def _at_budget(name: str, steps: int, optimizer: str, profile: str) -> Testbed:
     bed = testbed(name)
     steps = SMOKE_STEPS if profile == "smoke" else steps
@@ -93,7 +71,7 @@ def _at_budget(name: str, steps: int, optimizer: str, profile: str) -> Testbed:
     return dataclasses.replace(bed, config=config)
 
 
-def comparisons_of(profile: str = "full") -> list[Comparison]:
+def plan(profile: str = "full") -> list[comparisons.Comparison]:
     """Every comparison of the study, in the order the notebook shows them."""
     check_choice("profile", profile, ("full", "smoke"))
     out = []
@@ -103,12 +81,12 @@ def comparisons_of(profile: str = "full") -> list[Comparison]:
         bed = _at_budget(name, BUDGETS[name], optimizer, profile)
         arms, design = comparisons.depth_factor_arms(bed.config, factors)
         proto = comparisons.protocol(bed.config.dataset, optimizer, profile)
-        out.append(Comparison(optimizer, bed, arms, design, proto))
+        out.append(comparisons.Comparison(optimizer, bed, arms, design, proto))
     name, steps = LONG_BUDGET
     bed = _at_budget(name, steps, "adamw", profile)
     arms, design = comparisons.depth_factor_arms(bed.config, MAIN_FACTORS)
     proto = comparisons.protocol(bed.config.dataset, "adamw", profile)
-    out.append(Comparison(f"adamw, {steps} steps", bed, arms, design, proto))
+    out.append(comparisons.Comparison(f"adamw, {steps} steps", bed, arms, design, proto))
     if profile == "smoke":
         out = out[:2]
     return out
