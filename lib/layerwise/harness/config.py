@@ -1,22 +1,39 @@
 """``RunConfig``: the frozen, JSON-serialisable description of one training run.
 
-Two configs that describe the same run have the same canonical JSON and so the same store key;
-every name and number is checked when the config is made, before any compute starts.
+Two configs that describe the same run have the same canonical JSON and so the same store key
+(whole numbers are stored as integers, so ``steps=10.0`` is ``steps=10``); every name and number
+is checked when the config is made, before any compute starts: the choices against the modules
+that define them, the rule spec by ``rules.rule_from_spec``, the model options by building the
+model (``models.build``, once per distinct options), the optimizer options by constructing the
+optimizer over a dummy tensor, the schedule's options against ``schedules`` (and their values
+when the budget is in steps), the data options' names against those ``data.load`` accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from .. import optim, schedules
-from .._validate import check_choice, check_int, check_positive
+import torch
+
+from .. import optim, rules, schedules
+from .._validate import check_choice, check_int, check_options
 from . import data, models
 
-__all__ = ["FORMAT_VERSION", "RunConfig"]
+__all__ = [
+    "FORMAT_VERSION",
+    "RunConfig",
+    "data_option_names",
+    "optimizer_option_names",
+    "schedule_option_names",
+]
 
 # Bump whenever training semantics change: old records then no longer match any key.
 FORMAT_VERSION = 1
@@ -54,6 +71,79 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# what the modules behind a config accept (read-only introspection)
+
+
+def data_option_names(dataset: str) -> frozenset[str]:
+    """The option names ``data.load`` accepts for ``dataset`` (read from its own table)."""
+    check_choice("dataset", dataset, data.DATASETS)
+    return frozenset(data._OPTIONS[dataset])
+
+
+@functools.cache
+def optimizer_option_names(optimizer: str) -> frozenset[str]:
+    """The keyword arguments of optimizer ``optimizer`` besides ``params`` and ``lr``."""
+    cls = optim.OPTIMIZERS[check_choice("optimizer", optimizer, optim.OPTIMIZERS)]
+    return frozenset(inspect.signature(cls).parameters) - {"params", "lr"}
+
+
+@functools.cache
+def schedule_option_names(schedule: str) -> frozenset[str]:
+    """The options of schedule ``schedule`` (its factory's arguments after ``total_steps``)."""
+    factory = schedules.SCHEDULES[check_choice("schedule", schedule, schedules.SCHEDULES)]
+    return frozenset(list(inspect.signature(factory).parameters)[1:])
+
+
+@functools.lru_cache(maxsize=512)
+def _check_model(model: str, dataset: str, options: FrozenDict) -> None:
+    """Build the model once (keeping the global RNG as it was): ``models.build`` checks every
+    option's name and value."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            models.build(model, dataset, **options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"model_options {_plain(options)!r} for {model} on {dataset}: {exc}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# numbers
+
+
+def _whole(what: str, value: Any, minimum: int) -> int:
+    """``value`` as an ``int`` if it is a whole number >= ``minimum`` (``10.0`` becomes ``10``)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return check_int(what, value, minimum)
+
+
+def _finite_positive(what: str, value: Any) -> float:
+    """``value`` as a ``float`` if it is a finite real number > 0."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """Frozen options as plain dicts and lists, for messages."""
+    return json.loads(json.dumps(value))
+
+
+def _check_json(what: str, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{what} must be plain JSON (finite numbers, strings, lists, dicts), got {value!r} "
+            f"({exc})"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,37 +218,95 @@ class RunConfig:
             object.__setattr__(self, f, _freeze(getattr(self, f)))
         if self.rule is not None:
             object.__setattr__(self, "rule", _freeze(self.rule))
+        self._check_plain_json()
         check_choice("dataset", self.dataset, data.DATASETS)
         check_choice("model", self.model, models.MODELS)
         check_choice("optimizer", self.optimizer, optim.OPTIMIZERS)
         check_choice("schedule", self.schedule, schedules.SCHEDULES)
-        check_positive("learning rate (lr)", self.lr)
-        object.__setattr__(self, "lr", float(self.lr))  # 1 and 1.0 are the same run
-        if self.epochs is not None:
-            object.__setattr__(self, "epochs", float(self.epochs))
-        check_positive("batch_size", self.batch_size)
-        check_positive("eval_every", self.eval_every)
-        check_positive("threads", self.threads)
-        check_positive("block", self.block)
-        check_positive("diverge_factor", self.diverge_factor)
+        self._check_numbers()
+        self._check_budget()
+        self._check_options()
+        self._check_transfer()
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check_plain_json(self) -> None:
+        """The free-form fields must be plain JSON (finite numbers, strings, lists, dicts)."""
+        for name in ("model_options", "optimizer_options", "data_options", "schedule_options"):
+            _check_json(name, getattr(self, name))
+        _check_json("rule", self.rule)
+
+    def _check_numbers(self) -> None:
+        """Every number in range; whole numbers as ``int``, rates and factors as ``float``."""
+        self._set("lr", _finite_positive("learning rate (lr)", self.lr))
+        self._set("diverge_factor", _finite_positive("diverge_factor", self.diverge_factor))
+        if self.grad_clip is not None:
+            self._set("grad_clip", _finite_positive("grad_clip", self.grad_clip))
+        for name, minimum in (
+            ("batch_size", 1),
+            ("eval_every", 1),
+            ("seed", 0),
+            ("threads", 1),
+            ("block", 1),
+            ("probe_examples", 1),
+        ):
+            self._set(name, _whole(name, getattr(self, name), minimum))
+        for name in ("monitor_every", "probe_every", "unfreeze_every"):
+            if getattr(self, name) is not None:
+                self._set(name, _whole(name, getattr(self, name), 1))
+
+    def _check_budget(self) -> None:
+        """Exactly one of ``steps`` (a whole number >= 1) and ``epochs`` (a number > 0)."""
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(
                 f"give exactly one budget: steps={self.steps!r}, epochs={self.epochs!r}"
             )
-        check_positive("steps" if self.steps is not None else "epochs", self.steps or self.epochs)
-        if self.monitor_every is not None:
-            check_positive("monitor_every", self.monitor_every)
-        if self.probe_every is not None:
-            check_int("probe_every", self.probe_every, 1)
-        check_int("probe_examples", self.probe_examples, 1)
-        if self.grad_clip is not None:
-            check_positive("grad_clip", self.grad_clip)
-            object.__setattr__(self, "grad_clip", float(self.grad_clip))
-        self._check_transfer()
+        if self.steps is not None:
+            self._set("steps", _whole("steps", self.steps, 1))
+        else:
+            self._set("epochs", _finite_positive("epochs", self.epochs))
+
+    def _check_options(self) -> None:
+        """The rule and the model, data, optimizer and schedule options, against the modules
+        that will use them."""
+        if self.rule is not None:
+            try:
+                rules.rule_from_spec(self.rule)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"rule {_plain(self.rule)!r}: {exc}") from None
+        _check_model(self.model, self.dataset, self.model_options)
+        check_options(f"{self.dataset} data", self.data_options, data_option_names(self.dataset))
+        self._check_optimizer()
+        check_options(
+            f"{self.schedule} schedule",
+            self.schedule_options,
+            schedule_option_names(self.schedule),
+        )
+        if self.steps is not None:  # with an epoch budget the steps are known with the data
+            try:
+                schedules.multiplier(self.schedule, self.steps, **self.schedule_options)
+            except ValueError as exc:
+                raise ValueError(
+                    f"schedule_options {_plain(self.schedule_options)!r} for {self.schedule} "
+                    f"over {self.steps} steps: {exc}"
+                ) from None
+
+    def _check_optimizer(self) -> None:
+        """Option names against the optimizer's signature, values by making one."""
+        options = self.optimizer_options
+        check_options(
+            f"{self.optimizer} optimizer", options, optimizer_option_names(self.optimizer)
+        )
+        try:
+            optim.build(self.optimizer, [torch.zeros(1, requires_grad=True)], self.lr, **options)
+        except ValueError as exc:
+            raise ValueError(
+                f"optimizer_options {_plain(options)!r} for {self.optimizer}: {exc}"
+            ) from None
 
     def _check_transfer(self) -> None:
-        """Canonicalise ``init_from`` (a valid pretraining config) and check ``reinit`` and
-        ``unfreeze_every``."""
+        """Canonicalise ``init_from`` (a valid pretraining config) and check ``reinit``."""
         if self.init_from is not None:
             source = self.init_from
             if not isinstance(source, RunConfig):
@@ -177,8 +325,6 @@ class RunConfig:
         object.__setattr__(self, "reinit", tuple(reinit))
         if self.init_from is None and self.reinit != ("head",):
             raise ValueError(f"reinit={self.reinit!r} needs init_from (a pretraining run)")
-        if self.unfreeze_every is not None:
-            check_int("unfreeze_every", self.unfreeze_every, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""

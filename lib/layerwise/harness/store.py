@@ -3,8 +3,9 @@
 The store is the source of truth for every number the project reports.  Records are JSON (never
 pickle: opening someone's results cannot run code); writes are atomic (a temporary file in the
 same folder, then ``os.replace``), so a killed sweep leaves no half-written record.  A record that
-cannot be read is reported by path (a warning) and treated as missing, so it is rerun rather
-than silently counted.
+cannot be read -- not JSON, another format, a field of ``RECORD_FIELDS`` missing, or a config
+that is no longer valid or no longer hashes to the file's name -- is reported by path (a
+warning saying why) and treated as missing, so it is rerun rather than silently counted.
 
 A run being trained is *claimed*: ``<root>/<study>/<key>.claim``, created atomically
 (``O_EXCL``) before training starts and removed once the record is written or the run fails,
@@ -36,6 +37,7 @@ from .config import FORMAT_VERSION, RunConfig
 __all__ = [
     "CLAIM_TIMEOUT_S",
     "DEFAULT_ROOT",
+    "RECORD_FIELDS",
     "Claim",
     "Store",
     "UnreadableRecordWarning",
@@ -43,6 +45,17 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = Path("results")
+# what readers of a record rely on (training writes more: steps, steps_done, env, ...)
+RECORD_FIELDS = (
+    "format",
+    "key",
+    "config",
+    "status",
+    "diverged_at",
+    "curves",
+    "final",
+    "wall_time_s",
+)
 CLAIM_TIMEOUT_S = 24 * 3600.0  # a claim this old is taken over even when its owner may live
 CLAIM_WRITE_S = 60.0  # an unreadable claim this young is being written: its owner is alive
 
@@ -83,12 +96,8 @@ class Store:
 
     def _read(self, path: Path) -> dict | None:
         try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
-                raise ValueError(f"format {record.get('format')!r}, expected {FORMAT_VERSION}")
-            if record.get("key") != path.stem or "config" not in record:
-                raise ValueError("key does not match the file name")
-        except (OSError, ValueError, AttributeError) as exc:
+            record = _checked_record(json.loads(path.read_text()), path.stem)
+        except (OSError, ValueError) as exc:
             warnings.warn(
                 f"unreadable run record {path} ({exc}); treated as missing and will be rerun",
                 UnreadableRecordWarning,
@@ -126,9 +135,11 @@ class Store:
     def put(self, study: str, record: dict[str, Any]) -> Path:
         """Write a record atomically and return its path."""
         config = RunConfig.from_dict(record["config"])
-        if record.get("key") != config.key():
-            raise ValueError("record key does not match its config")
         path = self.path(study, config)
+        try:
+            _checked_record(record, config.key())
+        except ValueError as exc:
+            raise ValueError(f"refusing to write {path}: {exc}") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         try:
@@ -227,6 +238,27 @@ class Store:
             for i, step in enumerate(curves["step"]):
                 rows.append({**base, **{k: v[i] for k, v in curves.items()}, "step": step})
         return pd.DataFrame(rows)
+
+
+def _checked_record(record: Any, key: str) -> dict:
+    """``record`` if it is a complete record of the run with store key ``key``, else
+    ``ValueError`` saying what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object but {type(record).__name__}")
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    if record["format"] != FORMAT_VERSION:
+        raise ValueError(f"format {record['format']!r}, expected {FORMAT_VERSION}")
+    if record["key"] != key:
+        raise ValueError(f"its key field {record['key']!r} is not the file's key {key!r}")
+    try:
+        config_key = RunConfig.from_dict(record["config"]).key()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"its config is not a valid RunConfig: {exc}") from None
+    if config_key != key:
+        raise ValueError(f"its config has key {config_key!r}, not the file's key {key!r}")
+    return record
 
 
 def _read_text(path: Path) -> str | None:
