@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["METRIC_LABELS", "effect_sizes", "learning_curves", "lr_sensitivity", "panel_grid"]
+__all__ = [
+    "METRIC_LABELS",
+    "OUTCOME_COLOURS",
+    "effect_sizes",
+    "effect_vs_factor",
+    "learning_curves",
+    "lr_sensitivity",
+    "panel_grid",
+]
 
 METRIC_LABELS = {
     "val_acc": "validation accuracy",
@@ -18,6 +26,7 @@ METRIC_LABELS = {
     "val_loss": "validation loss (nats)",
     "test_loss": "test loss (nats)",
     "train_loss": "training loss (nats)",
+    "score": "tuning score (validation, mean of last evaluations)",
 }
 
 
@@ -104,11 +113,20 @@ def learning_curves(
     return fig
 
 
+OUTCOME_COLOURS = {
+    "better": "#1b9e77",
+    "worse": "#d95f02",
+    "equivalent": "#7570b3",
+    "inconclusive": "#666666",
+}
+
+
 def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform") -> plt.Figure:
-    """Paired difference to the uniform arm with its 95% interval, one row per testbed, one
-    marker colour per arm, one panel per ``group`` (optimizer); the dashed line is no effect.
-    Arms whose best rate sat on the edge of the grid are drawn hollow."""
-    rows = table[table["verdict"] != "baseline"].dropna(subset=["diff"])
+    """Effect against the baseline arm with its interval (columns ``effect``, ``ci_low``,
+    ``ci_high``), one row per testbed, one marker colour per arm, one panel per ``group``
+    (optimizer or budget); the dashed line is no effect.  Comparisons that are not tuned
+    (``tuned`` false: a best rate on the grid's edge) are drawn hollow."""
+    rows = table.dropna(subset=["effect"])
     groups = list(dict.fromkeys(rows["group"]))
     fig, axes = panel_grid(len(groups), ncols=2, size=4.6)
     arms = list(dict.fromkeys(rows["arm"]))
@@ -119,30 +137,72 @@ def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform
         offsets = np.linspace(-0.25, 0.25, len(arms)) if len(arms) > 1 else [0.0]
         for offset, arm in zip(offsets, arms, strict=True):
             a = g[g["arm"] == arm]
-            y = [beds.index(b) + offset for b in a["testbed"]]
-            err = [a["diff"] - a["diff_low"], a["diff_high"] - a["diff"]]
-            hollow = a["verdict"] == "not tuned"
-            ax.errorbar(a["diff"], y, xerr=err, fmt="none", ecolor=colours[arm], lw=1)
-            ax.scatter(
-                a["diff"][~hollow],
-                np.asarray(y)[~hollow.to_numpy()],
-                color=colours[arm],
-                label=arm,
-                zorder=3,
-                s=18,
-            )
-            ax.scatter(
-                a["diff"][hollow],
-                np.asarray(y)[hollow.to_numpy()],
-                facecolor="white",
-                edgecolor=colours[arm],
-                zorder=3,
-                s=18,
-            )
+            if not len(a):
+                continue
+            y = np.asarray([beds.index(b) + offset for b in a["testbed"]])
+            err = [a["effect"] - a["ci_low"], a["ci_high"] - a["effect"]]
+            tuned = a["tuned"].to_numpy(dtype=bool)
+            ax.errorbar(a["effect"], y, xerr=err, fmt="none", ecolor=colours[arm], lw=1)
+            for filled, mask in ((True, tuned), (False, ~tuned)):
+                ax.scatter(
+                    a["effect"][mask],
+                    y[mask],
+                    color=colours[arm] if filled else "white",
+                    edgecolor=colours[arm],
+                    label=arm if filled else None,
+                    zorder=3,
+                    s=18,
+                )
         ax.axvline(0, color="grey", ls="--", lw=0.8)
         ax.set_yticks(range(len(beds)), beds, fontsize=7)
         ax.invert_yaxis()
         ax.set(title=str(group), xlabel=xlabel)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def effect_vs_factor(
+    table: pd.DataFrame,
+    factor: str,
+    xlabel: str,
+    ylabel: str = "test accuracy minus uniform",
+    panel: str = "testbed",
+) -> plt.Figure:
+    """Effect against a rule's factor (log axis), one panel per ``panel`` value: the interval
+    of each comparison as a bar, its marker coloured by outcome (better / worse / equivalent /
+    inconclusive), the baseline at factor 1 on the dashed no-effect line; the shaded band is
+    +- the smallest effect of interest."""
+    names = list(dict.fromkeys(table[panel]))
+    fig, axes = panel_grid(len(names), ncols=3, size=3.6)
+    for ax, name in zip(axes, names, strict=True):
+        rows = table[table[panel] == name].sort_values(factor)
+        sesoi = float(rows["sesoi"].iloc[0])
+        ax.axhspan(-sesoi, sesoi, color="grey", alpha=0.15, lw=0, label="+- smallest effect")
+        ax.axhline(0, color="grey", ls="--", lw=0.8)
+        ax.plot(rows[factor], rows["effect"], color="black", lw=0.8, zorder=2)
+        ax.errorbar(
+            rows[factor],
+            rows["effect"],
+            yerr=[rows["effect"] - rows["ci_low"], rows["ci_high"] - rows["effect"]],
+            fmt="none",
+            ecolor="black",
+            lw=1,
+            zorder=2,
+        )
+        for outcome, colour in OUTCOME_COLOURS.items():
+            hit = rows[rows["outcome"] == outcome]
+            if len(hit):
+                ax.scatter(hit[factor], hit["effect"], color=colour, s=28, zorder=3, label=outcome)
+        ax.scatter([1.0], [0.0], marker="s", color="black", s=22, zorder=3, label="baseline")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(
+            sorted({1.0, *rows[factor]}),
+            [f"{v:.2g}" for v in sorted({1.0, *rows[factor]})],
+            fontsize=7,
+        )
+        ax.minorticks_off()
+        ax.set(title=str(name), xlabel=xlabel, ylabel=ylabel)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -23,10 +23,16 @@ schedule decays to zero over each of them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
+import pandas as pd
+import torch
+
+from .. import groups
 from .._validate import check_choice
-from ..harness import comparisons
+from ..harness import comparisons, data, models, stats
 from ..harness.testbeds import Testbed, testbed
+from ..rules import rule_from_spec
 
 __all__ = [
     "BUDGETS",
@@ -34,7 +40,11 @@ __all__ = [
     "LONG_BUDGET",
     "MAIN_FACTORS",
     "PLAN",
+    "answer",
+    "multiplier_table",
     "plan",
+    "verdict_table",
+    "with_design",
 ]
 
 MAIN_FACTORS: tuple[float, ...] = (1 / 2.6, 2.6)
@@ -90,3 +100,117 @@ def plan(profile: str = "full") -> list[comparisons.Comparison]:
     if profile == "smoke":
         out = out[:2]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# what each arm does, and what came out
+
+
+def multiplier_table(comparison: comparisons.Comparison) -> pd.DataFrame:
+    """The rate multiplier each block of the comparison's model receives under every arm: one
+    row per depth (the layers in it), one column per arm -- the intervention, not only its
+    name."""
+    config = comparison.bed.config
+    spec = data.spec(config.dataset)
+    model = models.build(config.model, spec, **config.model_options)
+    example = torch.zeros(2, *spec.input_shape)
+    columns = {}
+    for arm, arm_config in comparison.arms.items():
+        table = groups.resolve(model, rule_from_spec(dict(arm_config.rule)), example)
+        columns[arm] = table.groupby("depth")["multiplier"].first()
+        layers = table.groupby("depth")["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))
+    return pd.DataFrame({"layers": layers, **columns}).rename_axis("depth").reset_index()
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons.compare``'s table as a reader sees it: one row per comparison with the
+    chosen rate, the test accuracies, the effect with its interval, the minimum detectable
+    effect beside the smallest effect of interest, the outcome and the time to target."""
+
+    def ratio(row: pd.Series) -> str:
+        never = f", {int(row['time_never'])} never" if row["time_never"] else ""
+        return (
+            stats.format_ci(row["time_ratio"], row["time_ratio_low"], row["time_ratio_high"], 2)
+            + never
+        )
+
+    return pd.DataFrame(
+        {
+            "group": table["group"],
+            "testbed": table["testbed"],
+            "arm": table["arm"],
+            "best lr": table["best_lr"].map("{:.3g}".format),
+            "uniform": table["baseline_mean"].map("{:.3f}".format),
+            "arm acc": table["arm_mean"].map("{:.3f}".format),
+            "effect [CI]": [
+                stats.format_ci(e, lo, hi)
+                for e, lo, hi in zip(
+                    table["effect"], table["ci_low"], table["ci_high"], strict=True
+                )
+            ],
+            "CI level": table["ci_level"].map("{:.3f}".format),
+            "MDE": table["mde"].map("{:.3f}".format),
+            "SESOI": table["sesoi"].map("{:.3f}".format),
+            "outcome": [
+                o if t else f"{o} (not tuned)"
+                for o, t in zip(table["outcome"], table["tuned"], strict=True)
+            ],
+            "steps to uniform's score": table.apply(ratio, axis=1),
+        }
+    )
+
+
+def with_design(table: pd.DataFrame, plan: Sequence[comparisons.Comparison]) -> pd.DataFrame:
+    """``table`` with each arm's factor ``xi`` and direction from the plan's designs."""
+    designs = pd.concat(
+        [c.design.assign(group=c.group, testbed=c.bed.name) for c in plan], ignore_index=True
+    )
+    return table.merge(designs, on=["group", "testbed", "arm"], how="left")
+
+
+def _counts(rows: pd.DataFrame) -> str:
+    counts = rows["outcome"].value_counts()
+    return ", ".join(f"{counts.get(o, 0)} {o}" for o in stats.OUTCOMES)
+
+
+def answer(table: pd.DataFrame) -> str:
+    """The study's answer as Markdown sentences, computed from ``with_design(compare(...))``."""
+    main = table[table["xi"].round(6).isin([round(x, 6) for x in MAIN_FACTORS])]
+    short = main[~main["group"].str.contains("steps")]
+    lines = []
+    for direction, rows in short.groupby("direction", sort=False):
+        lines.append(
+            f"- **{direction}** (xi = {rows['xi'].iloc[0]:.3g} per block) against one tuned rate, "
+            f"over {len(rows)} testbed/optimizer pairs: {_counts(rows)}; effects on test accuracy "
+            f"{rows['effect'].min():+.3f} to {rows['effect'].max():+.3f}."
+        )
+    unresolved = table[table["mde"] > table["sesoi"]]
+    lines.append(
+        f"- {len(unresolved)} of {len(table)} comparisons could not resolve their smallest effect "
+        "of interest (minimum detectable effect above it): an *inconclusive* there means the "
+        "seeds were too few, not that the rule does nothing."
+    )
+    for bed, rows in table[table["testbed"].isin(CURVE_TESTBEDS)].groupby("testbed", sort=False):
+        rows = rows[rows["group"] == "adamw"]
+        better = rows.loc[rows["outcome"] == "better", "arm"].tolist()
+        worse = rows.loc[rows["outcome"] == "worse", "arm"].tolist()
+        lines.append(
+            f"- {bed}, effect against xi: better than uniform at {', '.join(better) or 'no factor'}"
+            f"; worse at {', '.join(worse) or 'no factor'}."
+        )
+    name, steps = LONG_BUDGET
+    long = main[(main["testbed"] == name) & main["group"].str.contains("steps")]
+    base = short[(short["testbed"] == name) & (short["group"] == "adamw")]
+    if len(long) and len(base):
+        pairs = base.set_index("arm")["outcome"], long.set_index("arm")["outcome"]
+        held = [
+            f"{arm}: {pairs[0][arm]} at {BUDGETS[name]} steps, {pairs[1][arm]} at {steps}"
+            for arm in pairs[1].index
+        ]
+        lines.append(f"- Budget check on {name}: " + "; ".join(held) + ".")
+    faster = table[table["time_ratio_high"] < 1]
+    lines.append(
+        f"- Reached uniform's final validation score in fewer steps (time-ratio interval below 1): "
+        f"{', '.join(f'{r.testbed} {r.group} {r.arm}' for r in faster.itertuples()) or 'no arm'}."
+    )
+    return "\n".join(lines)

@@ -196,9 +196,10 @@ def effect_table(
                         s[f"{col}_mean"], s[f"{col}_ci_low"], s[f"{col}_ci_high"]
                     ),
                     "vs uniform (95% CI)": "-" if diff is None else format_ci(*diff),
-                    "diff": math.nan if diff is None else diff[0],
-                    "diff_low": math.nan if diff is None else diff[1],
-                    "diff_high": math.nan if diff is None else diff[2],
+                    "effect": math.nan if diff is None else diff[0],
+                    "ci_low": math.nan if diff is None else diff[1],
+                    "ci_high": math.nan if diff is None else diff[2],
+                    "tuned": tuned,
                     "grid-mean val": round(float(grid_mean.fillna(0).mean()), 3),
                     "verdict": "baseline" if arm == baseline else effect(a, b, tuned),
                 }
@@ -248,7 +249,7 @@ def kind_verdicts(table: pd.DataFrame) -> str:
         ]
         if untuned:
             parts.append(f"not tuned at {', '.join(untuned)}")
-        effects = rows["diff"].dropna()
+        effects = rows["effect"].dropna()
         span = f" (effects {effects.min():+.3f} to {effects.max():+.3f})" if len(effects) else ""
         lines.append(f"- {bed}, {kind} rate: " + "; ".join(parts) + span + ".")
     return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Figures draw what their tables hold: positions, colours and hollow markers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.colors as mcolors  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from layerwise.harness import plots  # noqa: E402
+
+
+def _table(**overrides) -> pd.DataFrame:
+    rows = pd.DataFrame(
+        {
+            "group": "adamw",
+            "testbed": ["a", "a", "a", "b"],
+            "arm": ["xi=1/2", "xi=2", "xi=4", "xi=2"],
+            "xi": [0.5, 2.0, 4.0, 2.0],
+            "effect": [0.03, -0.02, 0.001, 0.0],
+            "ci_low": [0.01, -0.03, -0.004, -0.01],
+            "ci_high": [0.05, -0.01, 0.006, 0.01],
+            "sesoi": 0.01,
+            "outcome": ["better", "worse", "equivalent", "inconclusive"],
+            "tuned": [True, True, True, False],
+        }
+    )
+    return rows.assign(**overrides)
+
+
+def _points(ax) -> dict[tuple[float, float], np.ndarray]:
+    """Every scatter point of ``ax`` -> its face colour."""
+    out = {}
+    for coll in ax.collections:
+        offsets, faces = coll.get_offsets(), coll.get_facecolors()
+        if not len(offsets) or not len(faces):
+            continue
+        for i, (x, y) in enumerate(np.asarray(offsets)):
+            out[(round(float(x), 6), round(float(y), 6))] = faces[min(i, len(faces) - 1)]
+    return out
+
+
+def test_effect_vs_factor_colours_each_point_by_its_outcome():
+    fig = plots.effect_vs_factor(_table(), "xi", "xi")
+    first, second = fig.axes[:2]
+    assert [first.get_title(), second.get_title()] == ["a", "b"]
+    points = _points(first)
+    expect = {(0.5, 0.03): "better", (2.0, -0.02): "worse", (4.0, 0.001): "equivalent"}
+    for xy, outcome in expect.items():
+        assert mcolors.to_hex(points[xy]) == plots.OUTCOME_COLOURS[outcome]
+    assert (1.0, 0.0) in points  # the baseline at xi = 1
+    assert first.get_xscale() == "log"
+
+
+def test_effect_sizes_draws_untuned_comparisons_hollow():
+    fig = plots.effect_sizes(_table())
+    ax = fig.axes[0]
+    points = _points(ax)
+    hollow = sorted(x for (x, _), face in points.items() if mcolors.to_hex(face) == "#ffffff")
+    filled = sorted(x for (x, _), face in points.items() if mcolors.to_hex(face) != "#ffffff")
+    assert hollow == [0.0]  # testbed b's untuned comparison
+    assert filled == pytest.approx([-0.02, 0.001, 0.03])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
