@@ -172,3 +172,12 @@ def test_complete_records_read_without_warnings(tmp_path, tiny_config):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(store.frame("study")) == 1
+
+
+def test_curves_of_a_record_without_curves_name_it(tmp_path, tiny_config):
+    store = Store(tmp_path)
+    record = _fake_record(tiny_config)
+    del record["curves"]
+    path = store.put("study", record)
+    with pytest.raises(ValueError, match=f"{path} has no curves"):
+        store.curves("study")

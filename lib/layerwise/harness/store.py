@@ -3,7 +3,7 @@
 The store is the source of truth for every number the project reports.  Records are JSON (never
 pickle: opening someone's results cannot run code); writes are atomic (a temporary file in the
 same folder, then ``os.replace``), so a killed sweep leaves no half-written record.  A record that
-cannot be read -- not JSON, another format, a field of ``RECORD_FIELDS`` missing, or a config
+cannot be read -- not JSON, another format, one of the ``RECORD_FIELDS`` missing, or a config
 that is no longer valid or no longer hashes to the file's name -- is reported by path (a
 warning saying why) and treated as missing, so it is rerun rather than silently counted.
 
@@ -45,17 +45,9 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = Path("results")
-# what readers of a record rely on (training writes more: steps, steps_done, env, ...)
-RECORD_FIELDS = (
-    "format",
-    "key",
-    "config",
-    "status",
-    "diverged_at",
-    "curves",
-    "final",
-    "wall_time_s",
-)
+# the fields of every record that ``Store.frame`` reads (training writes more: curves, steps,
+# steps_done, env, ...)
+RECORD_FIELDS = ("format", "key", "config", "status", "diverged_at", "final", "wall_time_s")
 CLAIM_TIMEOUT_S = 24 * 3600.0  # a claim this old is taken over even when its owner may live
 CLAIM_WRITE_S = 60.0  # an unreadable claim this young is being written: its owner is alive
 
@@ -233,6 +225,8 @@ class Store:
         for r in records:
             if r is None:
                 continue
+            if "curves" not in r:
+                raise ValueError(f"run record {self.root / study / r['key']}.json has no curves")
             base = _flatten(r)
             curves = r["curves"]
             for i, step in enumerate(curves["step"]):
