@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/tinyshakespeare.txt),)
 export LAYERWISE_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: figures test lint bench env
+.PHONY: figures test test-fast lint bench env
 
 figures: env  ## regenerate every figure from the run store
 	$(PY) -m layerwise figures
@@ -19,6 +19,9 @@ figures: env  ## regenerate every figure from the run store
 test: env  ## unit tests, notebook smoke runs, then nbval on the committed notebooks
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax notebooks
+
+test-fast: env  ## the unit tests not marked slow (under a minute on two cores)
+	$(PY) -m pytest -m "not slow" tests
 
 lint: env
 	$(PY) -m ruff check lib tests bench notebooks

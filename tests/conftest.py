@@ -1,4 +1,6 @@
-"""Shared test set-up: data beside the checkout, a headless plotting backend, tiny configs."""
+"""Shared test set-up: data beside the checkout, a headless plotting backend, tiny configs, and
+the ``slow`` mark on notebook executions and reruns of stored runs (``make test-fast`` leaves
+out every slow test)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,26 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 if "LAYERWISE_DATA" not in os.environ and (SHARED_DATA / "tinyshakespeare.txt").is_file():
     os.environ["LAYERWISE_DATA"] = str(SHARED_DATA)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+# Modules whose every test is slow (reruns of stored runs).  Notebook executions (the
+# ``notebook`` mark) are slow too; slow tests elsewhere carry @pytest.mark.slow themselves,
+# except these, measured at over 3 s each on two cores:
+SLOW_MODULES = {"test_reproducibility"}
+SLOW_TESTS = {"test_hf_models.py::test_optimizers_train_gpt2_with_per_block_rates"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of ``SLOW_MODULES``, ``SLOW_TESTS`` and every ``notebook`` test ``slow``."""
+    for item in items:
+        module = getattr(item, "module", None)
+        test = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        if (
+            item.get_closest_marker("notebook")
+            or (module and module.__name__ in SLOW_MODULES)
+            or test in SLOW_TESTS
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

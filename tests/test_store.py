@@ -61,6 +61,7 @@ def test_frame_is_tidy(tmp_path, tiny_config, record):
     assert curves["step"].tolist() == [10, 20, 30]
 
 
+@pytest.mark.slow  # two sweeps in subprocesses
 def test_sigkill_loses_no_finished_run(tmp_path):
     """Kill a sweep with SIGKILL mid-way; every record left is readable, the rerun completes
     (the run in flight restarts from step 0)."""

@@ -71,6 +71,7 @@ def test_require_stored_lists_missing_runs_without_training(tmp_path, tiny_confi
     assert all(c.key() in str(err.value) for c in configs)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_process_pool_gives_the_same_records_as_inline(tmp_path, tiny_config):
     configs = sweep.grid(tiny_config, seed=[0, 1])
     inline = sweep.run_configs(configs, "a", store=Store(tmp_path), jobs=1, progress=False)
@@ -78,6 +79,7 @@ def test_process_pool_gives_the_same_records_as_inline(tmp_path, tiny_config):
     assert [r["final"] for r in pooled] == [r["final"] for r in inline]
 
 
+@pytest.mark.slow  # starts a dask cluster
 def test_dask_executor_runs_a_sweep(tmp_path, tiny_config):
     distributed = pytest.importorskip("dask.distributed")
     configs = sweep.grid(tiny_config, seed=[0, 1])
