@@ -12,7 +12,7 @@ from layerwise.studies import discriminative_rates as design
 def test_plan_follows_the_protocol_and_decays():
     plan = design.plan("full")
     keys = [c.key for c in plan]
-    assert len(keys) == len(set(keys)) == len(design.PLAN) + 1
+    assert len(keys) == len(set(keys)) == len(design.PLAN)
     for c in plan:
         assert c.bed.config.schedule == "cosine"
         assert c.bed.config.schedule_options["final"] == 0.0

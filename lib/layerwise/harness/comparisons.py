@@ -248,13 +248,15 @@ def tune_all(
     *,
     store: Store | None = None,
     jobs: int | None = None,
+    concurrent: int = 3,
     progress: bool = True,
 ) -> tuple[dict[tuple[str, str], TuningResult], list[tuple[Comparison, int]]]:
-    """Tune every comparison of ``plan`` at once on one pool of workers.
+    """Tune the comparisons of ``plan`` on one pool of workers, ``concurrent`` at a time in
+    plan order (so a plan that lists its cheap comparisons first finishes those first).
 
     Each comparison walks the protocol's stages (grid, extensions, refinement, final seeds) in
-    its own thread; all of them feed the same worker processes, so the cores stay busy while
-    one comparison waits for its stage to finish.  Returns the results by ``(group, testbed)``
+    its own thread; they feed the same worker processes, so the cores stay busy while one
+    comparison waits for its stage to finish.  Returns the results by ``(group, testbed)``
     and the comparisons still *pending* with the number of runs they miss at their current
     stage -- only where training is forbidden (``LAYERWISE_REQUIRE_STORED``) and the store is
     incomplete.
@@ -262,7 +264,7 @@ def tune_all(
     store = store or Store()
     results: dict[tuple[str, str], TuningResult] = {}
     pending: list[tuple[Comparison, int]] = []
-    with worker_pool(jobs) as pool, ThreadPoolExecutor(len(plan) if pool else 1) as threads:
+    with worker_pool(jobs) as pool, ThreadPoolExecutor(concurrent if pool else 1) as threads:
         futures = {
             c.key: threads.submit(
                 tune_arms,
