@@ -24,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures.add_argument(
         "--fresh",
         action="store_true",
-        help="discard the notebooks' stored runs and retrain them (hours for a full study)",
+        help="discard the notebooks' stored runs (in the store they read: $LAYERWISE_RESULTS "
+        "when set, else results/; the folder is printed first) and retrain them (hours for a "
+        "full study)",
     )
     figures.add_argument(
         "--jobs",
