@@ -215,9 +215,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
-            object.__setattr__(self, f, _freeze(getattr(self, f)))
+            self._set(f, _freeze(getattr(self, f)))
         if self.rule is not None:
-            object.__setattr__(self, "rule", _freeze(self.rule))
+            self._set("rule", _freeze(self.rule))
         self._check_plain_json()
         check_choice("dataset", self.dataset, data.DATASETS)
         check_choice("model", self.model, models.MODELS)
@@ -316,13 +316,13 @@ class RunConfig:
                     source = RunConfig.from_dict(source)
                 except (TypeError, ValueError) as exc:
                     raise ValueError(f"init_from is not a valid RunConfig: {exc}") from exc
-            object.__setattr__(self, "init_from", _freeze(source.to_dict()))
+            self._set("init_from", _freeze(source.to_dict()))
         reinit = self.reinit
         if not isinstance(reinit, (list, tuple)) or not all(
             isinstance(n, str) and n for n in reinit
         ):
             raise ValueError(f"reinit must be a sequence of module names, got {reinit!r}")
-        object.__setattr__(self, "reinit", tuple(reinit))
+        self._set("reinit", tuple(reinit))
         if self.init_from is None and self.reinit != ("head",):
             raise ValueError(f"reinit={self.reinit!r} needs init_from (a pretraining run)")
 
