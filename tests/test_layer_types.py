@@ -99,7 +99,9 @@ def test_effect_table_reports_paired_differences_to_uniform():
     accs = {"uniform": [0.7, 0.72, 0.71], "x": [0.75, 0.78, 0.76], "y": [0.7, 0.7, 0.7]}
     result = _result(accs, {"uniform": True, "x": True, "y": False})
     table = cmp.effect_table({("adamw", "bed"): result}).set_index("arm")
-    assert table.loc["x", "effect"] == pytest.approx(np.mean(np.subtract(accs["x"], accs["uniform"])))
+    assert table.loc["x", "effect"] == pytest.approx(
+        np.mean(np.subtract(accs["x"], accs["uniform"]))
+    )
     assert table.loc["x", "verdict"] == "better"
     assert table.loc["y", "verdict"] == "not tuned"  # its best rate sat on an edge
     assert table.loc["uniform", "verdict"] == "baseline"

@@ -47,6 +47,7 @@ __all__ = [
     "depth_factor_arms",
     "kind_arms",
     "protocol",
+    "runs_of",
     "time_to_target",
     "tune_all",
     "tune_arms",
@@ -90,9 +91,9 @@ class Protocol:
         spacing = f"refined to <= {self.max_spacing:g}x" if self.max_spacing else "not refined"
         return (
             f"coarse grid {', '.join(f'{lr:g}' for lr in self.grid)} (extended while an edge "
-            f"wins, {spacing}); {len(self.tune_seeds)} tuning seeds per point, score = mean of "
-            f"the last {self.score_evals} validation evaluations; {len(self.final_seeds)} fresh "
-            "seeds at the chosen rate"
+            f"wins, {spacing}); tuning seeds {list(self.tune_seeds)} at every point; a run scores "
+            f"the mean of its last {self.score_evals} validation evaluation(s); "
+            f"{len(self.final_seeds)} fresh seeds at the chosen rate"
         )
 
 
@@ -302,6 +303,15 @@ def _sesoi(metric: str, baseline_mean: float, relative_error: float, nats: float
     if metric == "acc":
         return stats.sesoi_from_error(1.0 - baseline_mean, relative_error)
     return nats
+
+
+def runs_of(results: Mapping[tuple[str, str], TuningResult]) -> pd.DataFrame:
+    """Every run (grid and final) behind ``results``, once each: key, wall time, status."""
+    frames = [r.sensitivity for r in results.values()] + [r.final for r in results.values()]
+    columns = ["key", "wall_time_s", "status"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat([f[columns] for f in frames], ignore_index=True).drop_duplicates("key")
 
 
 def time_to_target(result: TuningResult, arm: str, baseline: str = "uniform") -> stats.TimeRatio:

@@ -48,7 +48,10 @@ def available(root: Path | None = None) -> dict[str, Path]:
 
 
 def clean_metadata(nb: Any) -> Any:
-    """Drop papermill's and nbclient's per-execution metadata (timings, paths, status)."""
+    """Drop papermill's and nbclient's per-execution metadata (timings, paths, status) and the
+    ``injected-parameters`` cell papermill adds (committed, it would override the notebook's
+    own ``parameters`` cell when a reader runs the notebook)."""
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
@@ -134,23 +137,37 @@ def run_notebooks(
     return outcomes
 
 
-def verdict_text(path: Path) -> str:
-    """The printed output of a notebook's verdict cell (the one marked NBVAL_CHECK_OUTPUT)."""
+def verdict_text(path: Path) -> tuple[str, str]:
+    """The verdict cell's output (the cell marked NBVAL_CHECK_OUTPUT): its printed text and
+    the Markdown it displays (a study's answer sentences)."""
     import nbformat
 
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
-            return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-    return ""
+            printed = "".join(
+                o.get("text", "") for o in cell.outputs if o["output_type"] == "stream"
+            )
+            markdown = "\n".join(
+                o["data"]["text/markdown"]
+                for o in cell.outputs
+                if o["output_type"] in ("display_data", "execute_result")
+                and "text/markdown" in o.get("data", {})
+            )
+            return printed, markdown
+    return "", ""
 
 
 def readme_verdicts(root: Path) -> str:
     """The README's verdict section, rebuilt from the executed notebooks' verdict cells."""
     parts = [VERDICTS_START]
     for name, path in available(root).items():
-        text = verdict_text(path).rstrip()
-        if text:
-            parts += [f"**{name}** ([notebook](notebooks/{path.name}))", "", "```", text, "```", ""]
+        printed, markdown = (part.rstrip() for part in verdict_text(path))
+        if printed or markdown:
+            parts += [f"**{name}** ([notebook](notebooks/{path.name}))", ""]
+            if printed:
+                parts += ["```", printed, "```", ""]
+            if markdown:
+                parts += [markdown, ""]
     parts.append(VERDICTS_END)
     return "\n".join(parts)
 

@@ -20,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from .._validate import check_choice
 from .store import Store
+from .sweep import default_jobs
 
 __all__ = ["PROFILES", "Study", "project_root", "start", "store_root"]
 
@@ -84,6 +87,22 @@ class Study:
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+    def report_compute(self, jobs: int | None = None, runs: pd.DataFrame | None = None) -> str:
+        """Print (and return) what the study cost: the training compute its runs hold (``runs``,
+        a frame with ``key`` and ``wall_time_s``; default: every run of the study in the store)
+        as core-minutes and as wall time on ``jobs`` workers, and this execution's wall time."""
+        runs = self.store.frame(self.name) if runs is None else runs.drop_duplicates("key")
+        core_minutes = float(runs["wall_time_s"].sum()) / 60 if len(runs) else 0.0
+        workers = jobs or default_jobs()
+        text = (
+            f"runs: {len(runs)}; training compute they hold: {core_minutes:.1f} core-minutes, "
+            f"about {core_minutes / workers:.0f} min of wall time with {workers} worker "
+            f"processes when trained from an empty store\n"
+            f"this execution took {self.elapsed_s() / 60:.1f} min of wall time"
+        )
+        print(text)
+        return text
 
 
 def start(name: str, profile: str = "full") -> Study:

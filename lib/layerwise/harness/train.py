@@ -139,6 +139,7 @@ class _Feed:
     val_curve: data.Split  # evaluated every ``eval_every`` steps (text: evenly spread windows)
     val_full: data.Split
     test_full: data.Split
+    extra: dict[str, data.Split] = dataclasses.field(default_factory=dict)  # named extra splits
 
 
 def _dataset(config: RunConfig, dataset: data.Dataset | None) -> data.Dataset:
@@ -171,7 +172,7 @@ def _feed(config: RunConfig, dataset: data.Dataset) -> _Feed:
     generator = torch.Generator().manual_seed(config.seed + BATCH_SEED_OFFSET)
     if dataset.spec.task != "language":
         batches = _classification_batches(dataset.train, config.batch_size, generator)
-        return _Feed(False, batches, dataset.val, dataset.val, dataset.test)
+        return _Feed(False, batches, dataset.val, dataset.val, dataset.test, dict(dataset.extra))
     return _Feed(
         True,
         _text_batches(dataset.train, config.batch_size, config.block, generator),
@@ -244,16 +245,14 @@ def _tracker(model: nn.Module, config: RunConfig, feed: _Feed) -> ConvergenceTra
 
 
 def _final_metrics(model: nn.Module, feed: _Feed, ok: bool) -> dict[str, float | None]:
-    """Validation and test loss and accuracy on the full splits (``None`` after divergence)."""
-    if not ok:
-        return dict.fromkeys(("val_loss", "val_acc", "test_loss", "test_acc"))
-    val, test = evaluate(model, feed.val_full), evaluate(model, feed.test_full)
-    return {
-        "val_loss": val["loss"],
-        "val_acc": val["acc"],
-        "test_loss": test["loss"],
-        "test_acc": test["acc"],
-    }
+    """Loss and accuracy on the full validation and test splits and on the dataset's named
+    extra splits (``<name>_loss``, ``<name>_acc``; ``None`` everywhere after divergence)."""
+    splits = {"val": feed.val_full, "test": feed.test_full, **feed.extra}
+    final: dict[str, float | None] = {}
+    for name, split in splits.items():
+        result = evaluate(model, split) if ok else {"loss": None, "acc": None}
+        final.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
+    return final
 
 
 def _environment(threads: int) -> dict[str, Any]:

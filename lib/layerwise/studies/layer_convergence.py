@@ -89,7 +89,9 @@ def instrumented(
 # --------------------------------------------------------------------------------------------
 # analysis: from stored records to per-testbed tables
 
-ORDERING_SHARE = 0.8  # docs/references.md#claim-6 and #claim-12: the ordering holds in >= 4 of 5 seeds
+ORDERING_SHARE = (
+    0.8  # docs/references.md#claim-6 and #claim-12: the ordering holds in >= 4 of 5 seeds
+)
 CRITICAL_ERROR = 0.8  # item 7: resetting the first layer to its initial value -> >= 80% error
 ROBUST_RISE = 0.05  # item 7: resetting an upper hidden layer raises the error by < 5 points
 

@@ -83,7 +83,6 @@ def with_optimizer(config: RunConfig, optimizer: str) -> RunConfig:
     return config.replace(optimizer=optimizer, optimizer_options=OPTIMIZERS[optimizer]["options"])
 
 
-
 def kind_arms(
     config: RunConfig, kinds: Sequence[str], multipliers: Sequence[float]
 ) -> dict[str, RunConfig]:
@@ -212,8 +211,6 @@ def _shared_grid(sensitivity: pd.DataFrame) -> list[float]:
     per_arm = sensitivity.groupby("arm")["lr"].apply(lambda s: set(s.round(12)))
     shared = set.intersection(*per_arm) if len(per_arm) else set()
     return sorted(shared)
-
-
 
 
 def combine(*results: TuningResult) -> TuningResult:
