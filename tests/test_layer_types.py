@@ -40,10 +40,10 @@ def test_short_budgets_and_grids():
     assert cmp.short_testbed("mnist1d/gru").config.steps == 1000
     assert cmp.short_testbed("fashion_mnist/cnn").config.epochs == 1
     assert cmp.short_testbed("mnist1d/mlp", "smoke").config.steps == 20
-    assert cmp.grid("adamw") == pytest.approx([1e-3, 10**-2.5, 1e-2], rel=1e-3)
-    assert cmp.grid("sgd")[0] == pytest.approx(1e-2)
+    assert cmp.starting_grid("adamw") == pytest.approx([1e-3, 10**-2.5, 1e-2], rel=1e-3)
+    assert cmp.starting_grid("sgd")[0] == pytest.approx(1e-2)
     with pytest.raises(ValueError, match="sgdw"):
-        cmp.grid("sgdw")
+        cmp.starting_grid("sgdw")
     with pytest.raises(ValueError, match="testbed"):
         cmp.short_testbed("mnist1d/rnn")
 

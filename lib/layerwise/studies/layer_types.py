@@ -100,7 +100,7 @@ def kind_arms(
     return arms
 
 
-def grid(optimizer: str, profile: str = "full") -> list[float]:
+def starting_grid(optimizer: str, profile: str = "full") -> list[float]:
     """The starting grid: :data:`GRID_POINTS` rates spanning the optimizer's decade, half a
     decade apart (three points a decade apart in smoke)."""
     check_choice("comparison optimizer", optimizer, OPTIMIZERS)
@@ -124,7 +124,7 @@ def tune_comparison(
     """Tune every arm of one testbed and optimizer with the comparisons' protocol."""
     return tune(
         arms,
-        grid(optimizer, profile),
+        starting_grid(optimizer, profile),
         study,
         metric=bed.metric,
         final_seeds=final_seeds(bed.config.dataset, profile),
