@@ -124,3 +124,10 @@ def test_time_to_target_ratio():
     # fast reaches 0.8 at step 0.8/1.2*1000 = 667 -> first evaluation 750; uniform at 1000
     assert ttt.ratio == pytest.approx(0.75)
     assert ttt.arm_never == 0 and math.isfinite(ttt.ratio)
+
+
+def test_compare_of_nothing_has_the_same_columns():
+    full = cmp.compare({("adamw", "bed"): _result({"up": 0.05}, noise=0.01, jitter=0.002)})
+    empty = cmp.compare({})
+    assert list(empty.columns) == list(full.columns) and empty.empty
+    assert cmp.sensitivity_of({}).empty and cmp.runs_of({}).empty

@@ -65,3 +65,13 @@ def test_effect_sizes_draws_untuned_comparisons_hollow():
     assert hollow == [0.0]  # testbed b's untuned comparison
     assert filled == pytest.approx([-0.02, 0.001, 0.03])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+
+
+def test_figures_say_so_when_every_comparison_is_pending():
+    for fig in (
+        plots.effect_sizes(_table().iloc[:0]),
+        plots.effect_vs_factor(_table().iloc[:0], "xi", "xi"),
+        plots.lr_sensitivity(pd.DataFrame(), "score"),
+    ):
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert any("still pending" in t for t in texts)

@@ -48,6 +48,7 @@ __all__ = [
     "kind_arms",
     "protocol",
     "runs_of",
+    "sensitivity_of",
     "time_to_target",
     "tune_all",
     "tune_arms",
@@ -72,6 +73,12 @@ OPTIMIZERS: dict[str, dict] = {
     "sgd": {"momentum": 0.9, "weight_decay": 0.0},
 }
 WARMUP_FRACTION = 0.05
+# the columns of ``compare``'s table (also when every comparison is pending)
+COMPARE_COLUMNS = (
+    "group testbed arm metric best_lr tuned arm_mean baseline_mean larger_is_better time_ratio "
+    "time_ratio_low time_ratio_high time_never effect ci_low ci_high ci_level p p_holm p_tost "
+    "p_tost_holm sd mde sesoi n outcome"
+).split()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +312,13 @@ def _sesoi(metric: str, baseline_mean: float, relative_error: float, nats: float
     return nats
 
 
+def sensitivity_of(results: Mapping[tuple[str, str], TuningResult]) -> pd.DataFrame:
+    """Every tuning run of ``results`` with a ``panel`` label ``"<testbed> · <group>"``, for
+    ``plots.lr_sensitivity`` (an empty frame while every comparison is pending)."""
+    frames = [r.sensitivity.assign(panel=f"{bed} · {group}") for (group, bed), r in results.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def runs_of(results: Mapping[tuple[str, str], TuningResult]) -> pd.DataFrame:
     """Every run (grid and final) behind ``results``, once each: key, wall time, status."""
     frames = [r.sensitivity for r in results.values()] + [r.final for r in results.values()]
@@ -389,7 +403,7 @@ def compare(
                 }
             )
     if not rows:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=COMPARE_COLUMNS)
     frame = pd.DataFrame(rows).rename_axis("row").reset_index()
     # an untuned comparison keeps its numbers but is no claim: it stays out of the family
     parts = [stats.compare_family(frame[frame["tuned"]].reset_index(drop=True), alpha=alpha)]

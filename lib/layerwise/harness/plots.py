@@ -43,6 +43,14 @@ def panel_grid(n: int, ncols: int = 4, size: float = 3.2) -> tuple[plt.Figure, l
     return fig, flat[:n]
 
 
+def _nothing_yet(what: str) -> plt.Figure:
+    """A small figure that says there is nothing to draw yet (every comparison still pending)."""
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"no {what} yet: every comparison is still pending", ha="center", va="center")
+    return fig
+
+
 def lr_sensitivity(
     sensitivity: pd.DataFrame,
     metric: str,
@@ -55,6 +63,8 @@ def lr_sensitivity(
     Diverged runs are drawn as red crosses on the lower edge of the panel; the chosen rate
     (``best_lr[panel value]``) as a star.
     """
+    if not len(sensitivity):
+        return _nothing_yet("tuning runs")
     names = list(dict.fromkeys(sensitivity[panel]))
     fig, axes = panel_grid(len(names))
     for ax, name in zip(axes, names, strict=True):
@@ -127,6 +137,8 @@ def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform
     (optimizer or budget); the dashed line is no effect.  Comparisons that are not tuned
     (``tuned`` false: a best rate on the grid's edge) are drawn hollow."""
     rows = table.dropna(subset=["effect"])
+    if not len(rows):
+        return _nothing_yet("effects")
     groups = list(dict.fromkeys(rows["group"]))
     fig, axes = panel_grid(len(groups), ncols=2, size=4.6)
     arms = list(dict.fromkeys(rows["arm"]))
@@ -173,6 +185,8 @@ def effect_vs_factor(
     of each comparison as a bar, its marker coloured by outcome (better / worse / equivalent /
     inconclusive), the baseline at factor 1 on the dashed no-effect line; the shaded band is
     +- the smallest effect of interest."""
+    if not len(table):
+        return _nothing_yet("effects")
     names = list(dict.fromkeys(table[panel]))
     fig, axes = panel_grid(len(names), ncols=3, size=3.6)
     for ax, name in zip(axes, names, strict=True):
