@@ -267,3 +267,16 @@ def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
     assert len(trained) == len(set(trained)) == 10  # seeds 0..9, each trained once
     assert len(outputs[0]["records"]) == len(outputs[1]["records"]) == 8
     assert not list(tmp_path.glob("both/*.claim"))
+
+
+def test_a_run_another_study_holds_is_copied_not_retrained(tmp_path, tiny_config, monkeypatch):
+    store = Store(tmp_path)
+    [first] = sweep.run_configs([tiny_config], "a", store=store, jobs=1, progress=False)
+
+    def refuse(config):
+        raise AssertionError(f"trained {config.key()} again")
+
+    monkeypatch.setattr(sweep, "_train_one", refuse)
+    [again] = sweep.run_configs([tiny_config], "b", store=store, jobs=1, progress=False)
+    assert again == first
+    assert store.get("b", tiny_config) == first  # study b's folder now holds it too

@@ -103,6 +103,15 @@ class Store:
         path = self.path(study, config)
         return self._read(path) if path.exists() else None
 
+    def find(self, config: RunConfig) -> dict | None:
+        """The record of ``config`` in any study of the store (the key names the run, whatever
+        study trained it), or ``None``."""
+        for path in sorted(self.root.glob(f"*/{config.key()}.json")):
+            record = self._read(path)
+            if record is not None:
+                return record
+        return None
+
     def has(self, study: str, config: RunConfig) -> bool:
         return self.get(study, config) is not None
 

@@ -113,7 +113,8 @@ def run_configs(
 ) -> list[dict]:
     """Make sure every config has a record in ``store`` under ``study``; return the records.
 
-    Runs already stored are not recomputed.  The rest run on ``executor`` (default: a process
+    Runs already stored are not recomputed: a run another study of the store already holds
+    (same config, same key) is copied into ``study`` instead of trained again.  The rest run on ``executor`` (default: a process
     pool of ``jobs`` workers, ``default_jobs()`` when ``None``), each config's ``threads`` torch
     threads per worker, at most ``jobs`` at a time (so with an external executor pass its number
     of workers as ``jobs``), each under a claim in the store; every record is written as soon as
@@ -123,6 +124,10 @@ def run_configs(
     store = store or Store()
     configs = list(configs)
     found = {c.key(): store.get(study, c) for c in configs}  # each record is read once
+    for config in configs:
+        if found[config.key()] is None and (elsewhere := store.find(config)) is not None:
+            store.put(study, elsewhere)
+            found[config.key()] = elsewhere
     todo = list({c.key(): c for c in configs if found[c.key()] is None}.values())
     if todo and os.environ.get("LAYERWISE_REQUIRE_STORED", "") not in ("", "0"):
         raise MissingRunsError(study, todo)
