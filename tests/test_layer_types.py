@@ -117,3 +117,34 @@ def test_combine_keeps_every_arm_and_refuses_mixed_metrics():
     assert len(both.final) == 4
     with pytest.raises(ValueError, match="metric"):
         cmp.combine(a, TuningResult("loss", a.sensitivity, a.final, a.summary))
+
+
+# --------------------------------------------------------------------------------------------
+# the protocol-v2 design
+
+
+def test_v2_plan_shares_03s_uniform_runs_and_multiplies_one_kind():
+    from layerwise.rules import rule_from_spec
+    from layerwise.studies import discriminative_rates
+
+    plan = cmp.plan("full")
+    keys_03 = {a.key() for c in discriminative_rates.plan() for a in c.arms.values()}
+    single = [c for c in plan if c.group == "single-type families"]
+    assert [c.arms["uniform"].key() in keys_03 for c in single] == [True] * 3
+    hybrid = plan[0]
+    assert len(hybrid.arms) == 1 + len(cmp.KINDS_V2) * len(cmp.MULTIPLIERS_V2)
+    model = build("hybrid", "mnist1d")
+    for arm, row in hybrid.design.set_index("arm").iterrows():
+        if arm == "uniform":
+            continue
+        table = groups.resolve(
+            model, rule_from_spec(dict(hybrid.arms[arm].rule)), torch.zeros(2, 40)
+        )
+        hit = table["kind"] == row["kind"]
+        assert hit.any(), arm
+        assert table.loc[hit, "multiplier"].tolist() == pytest.approx(
+            [row["multiplier"]] * hit.sum()
+        )
+        assert (table.loc[~hit, "multiplier"] == 1.0).all()
+    for c in plan:
+        assert c.bed.config.schedule == "cosine" and c.bed.config.steps == cmp.STEPS_V2

@@ -38,6 +38,7 @@ from .tuning import TuningResult, check_protocol, tune
 
 __all__ = [
     "COARSE_GRIDS",
+    "at_budget",
     "Comparison",
     "FINAL_SEEDS",
     "OPTIMIZERS",
@@ -133,6 +134,18 @@ def with_decay(config: RunConfig, steps: int) -> RunConfig:
         schedule="cosine",
         schedule_options={"warmup": warmup, "final": 0.0},
     )
+
+
+SMOKE_STEPS = 20
+
+
+def at_budget(bed: Testbed, steps: int, optimizer: str, profile: str = "full") -> Testbed:
+    """``bed`` trained by ``optimizer`` for ``steps`` steps with warmup and cosine decay to zero
+    (:func:`with_decay`), evaluated 8 times; ``profile="smoke"``: :data:`SMOKE_STEPS` steps."""
+    check_choice("profile", profile, ("full", "smoke"))
+    steps = SMOKE_STEPS if profile == "smoke" else steps
+    config = with_decay(with_optimizer(bed.config, optimizer), steps)
+    return dataclasses.replace(bed, config=config.replace(eval_every=max(1, steps // 8)))
 
 
 # --------------------------------------------------------------------------------------------

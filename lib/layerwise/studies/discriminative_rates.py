@@ -22,7 +22,6 @@ schedule decays to zero over each of them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import pandas as pd
@@ -31,7 +30,7 @@ import torch
 from .. import groups
 from .._validate import check_choice
 from ..harness import comparisons, data, models, stats
-from ..harness.testbeds import Testbed, testbed
+from ..harness.testbeds import testbed
 from ..rules import rule_from_spec
 
 __all__ = [
@@ -72,15 +71,6 @@ PLAN: tuple[tuple[str, str, int], ...] = (
     ("adamw", "mnist1d/transformer", BUDGETS["mnist1d/transformer"]),
     ("adamw", "fashion_mnist/cnn", BUDGETS["fashion_mnist/cnn"]),
 )
-SMOKE_STEPS = 20
-
-
-def _at_budget(name: str, steps: int, optimizer: str, profile: str) -> Testbed:
-    bed = testbed(name)
-    steps = SMOKE_STEPS if profile == "smoke" else steps
-    config = comparisons.with_decay(comparisons.with_optimizer(bed.config, optimizer), steps)
-    config = config.replace(eval_every=max(1, steps // 8))
-    return dataclasses.replace(bed, config=config)
 
 
 def plan(profile: str = "full") -> list[comparisons.Comparison]:
@@ -95,7 +85,7 @@ def plan(profile: str = "full") -> list[comparisons.Comparison]:
             if optimizer == "adamw" and name in CURVE_TESTBEDS and not long
             else MAIN_FACTORS
         )
-        bed = _at_budget(name, steps, optimizer, profile)
+        bed = comparisons.at_budget(testbed(name), steps, optimizer, profile)
         arms, design = comparisons.depth_factor_arms(bed.config, factors)
         group = f"{optimizer}, {steps} steps" if long else optimizer
         proto = comparisons.protocol(bed.config.dataset, optimizer, profile)

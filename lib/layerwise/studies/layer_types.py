@@ -1,8 +1,9 @@
-"""Study 04 (layer types), as it was designed and run under tuning protocol v1.
+"""Study 04 (layer types): do dense, convolutional, recurrent and self-attention layers want
+different rates, inside one network and in networks of one type?
 
-It is rerun under protocol v2 (``harness.comparisons``); until then this module keeps the v1
-design that produced the committed records and notebook: the comparisons' arms and the protocol
-they were tuned with.
+The committed notebook and records were made under tuning protocol v1, whose design this
+module keeps (the functions below :data:`HYBRID`) until the study is rerun under protocol v2;
+:func:`plan` is the v2 design the rerun uses.
 
 A comparison takes one testbed, keeps everything but the per-layer rule fixed, and tunes every
 rule's base rate separately (``tuning.tune``): the same log grid of :data:`GRID_POINTS` rates
@@ -25,15 +26,18 @@ from concurrent.futures import Executor
 import pandas as pd
 
 from .._validate import check_choice, check_positive
+from ..harness import comparisons
 from ..harness.config import RunConfig
 from ..harness.stats import format_ci, paired_difference_ci
 from ..harness.store import Store
-from ..harness.testbeds import V1_TESTBEDS, Testbed, final_seeds, testbed
+from ..harness.testbeds import TESTBEDS, V1_TESTBEDS, Testbed, final_seeds, testbed
 from ..harness.tuning import TuningResult, log_grid, tune
 from ..layers import KINDS
 
 __all__ = [
     "HYBRID",
+    "HYBRID_V2",
+    "plan",
     "combine",
     "effect_table",
     "kind_arms",
@@ -250,3 +254,47 @@ def kind_verdicts(table: pd.DataFrame) -> str:
         span = f" (effects {effects.min():+.3f} to {effects.max():+.3f})" if len(effects) else ""
         lines.append(f"- {bed}, {kind} rate: " + "; ".join(parts) + span + ".")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the protocol-v2 design (the notebook moves to it once its runs are in the store)
+
+KINDS_V2: tuple[str, ...] = ("conv", "recurrent", "attention", "dense")
+MULTIPLIERS_V2: tuple[float, ...] = (1 / 4, 1 / 2, 2, 4)
+SINGLE_TYPE: dict[str, str] = {
+    "mnist1d/cnn": "conv",
+    "mnist1d/gru": "recurrent",
+    "mnist1d/transformer": "attention",
+}
+SINGLE_MULTIPLIERS: tuple[float, ...] = (1 / 4, 4)
+STEPS_V2 = 1000  # the budget of 03's MNIST-1D comparisons: single-type uniform arms are shared
+
+HYBRID_V2 = Testbed(
+    "mnist1d/hybrid",
+    TESTBEDS["mnist1d/cnn"].config.replace(model="hybrid", model_options={}),
+    "acc",
+    None,
+    None,
+    "no published reference (conv -> GRU -> self-attention -> dense, models.Hybrid)",
+)
+
+
+def plan(profile: str = "full") -> list[comparisons.Comparison]:
+    """Study 04 under protocol v2: each layer type's rate times each multiplier inside the
+    hybrid network, then the same multipliers in the single-type families, AdamW at 1,000 steps
+    with warmup and cosine decay, every arm's base rate tuned by ``comparisons.protocol``.
+
+    The single-type families use exactly the configs of ``03_discriminative_rates``'s uniform
+    arms, so those runs are read from its store instead of trained again."""
+    check_choice("profile", profile, ("full", "smoke"))
+    kinds = KINDS_V2 if profile == "full" else KINDS_V2[:1]
+    multipliers = MULTIPLIERS_V2 if profile == "full" else MULTIPLIERS_V2[-1:]
+    hybrid = comparisons.at_budget(HYBRID_V2, STEPS_V2, "adamw", profile)
+    arms, design = comparisons.kind_arms(hybrid.config, kinds, multipliers)
+    proto = comparisons.protocol("mnist1d", "adamw", profile)
+    out = [comparisons.Comparison("hybrid network", hybrid, arms, design, proto)]
+    for name, kind in SINGLE_TYPE.items() if profile == "full" else ():
+        bed = comparisons.at_budget(testbed(name), STEPS_V2, "adamw", profile)
+        arms, design = comparisons.kind_arms(bed.config, [kind], SINGLE_MULTIPLIERS)
+        out.append(comparisons.Comparison("single-type families", bed, arms, design, proto))
+    return out
