@@ -32,7 +32,7 @@ from ..layers import KINDS
 from . import stats
 from .config import RunConfig
 from .store import Store
-from .sweep import MissingRunsError, worker_pool
+from .sweep import MissingRunsError, default_jobs, worker_pool
 from .testbeds import Testbed
 from .tuning import TuningResult, check_protocol, tune
 
@@ -285,7 +285,10 @@ def tune_all(
     store = store or Store()
     results: dict[tuple[str, str], TuningResult] = {}
     pending: list[tuple[Comparison, int]] = []
-    with worker_pool(jobs) as pool, ThreadPoolExecutor(concurrent if pool else 1) as threads:
+    inline = (jobs or default_jobs()) == 1
+    # the threads outlive the process pool: workers a thread started get the kernel's
+    # parent-death signal when that thread exits (``sweep.worker_pool``)
+    with ThreadPoolExecutor(1 if inline else concurrent) as threads, worker_pool(jobs) as pool:
         futures = {
             c.key: threads.submit(
                 tune_arms,

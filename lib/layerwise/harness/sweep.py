@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import itertools
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -36,14 +33,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import pretraining, train
+from ._lifeline import die_with_parent
 from .config import RunConfig
 from .store import Claim, Store
 
 __all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "worker_pool"]
 
 CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PARENT_POLL_S = 1.0  # how often a worker polls its parent where prctl is not available
 
 
 class MissingRunsError(RuntimeError):
@@ -137,30 +133,6 @@ def run_configs(
     return [found[c.key()] for c in configs]  # type: ignore[misc]
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool initializer: end this worker when the process that started it dies, even by
-    SIGKILL, so a killed sweep leaves no worker training on.
-
-    Linux: the kernel sends the worker SIGKILL when its parent exits (``PR_SET_PDEATHSIG``;
-    the pool starts its workers from the thread that submits, which outlives the pool).
-    Elsewhere a daemon thread polls ``os.getppid()`` every ``PARENT_POLL_S`` seconds.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    else:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the death signal was armed
-        os._exit(1)
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
-
-
 @contextlib.contextmanager
 def worker_pool(
     jobs: int | None = None, executor: Executor | None = None
@@ -168,7 +140,7 @@ def worker_pool(
     """A process pool of ``jobs`` spawned workers (``None`` when ``jobs == 1``: run inline), or
     the given ``executor`` unchanged.  Share one pool between several ``run_configs`` calls so
     that workers keep their imported modules and loaded datasets.  The workers end when the
-    process that made the pool dies (:func:`_die_with_parent`)."""
+    process that made the pool dies (``_lifeline.die_with_parent``)."""
     jobs = jobs or default_jobs()
     if executor is not None or jobs == 1:
         yield executor
@@ -176,7 +148,7 @@ def worker_pool(
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with_parent,
+        initializer=die_with_parent,
         initargs=(os.getpid(),),
     )
     try:
