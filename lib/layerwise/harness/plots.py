@@ -192,9 +192,11 @@ def effect_vs_factor(
     for ax, name in zip(axes, names, strict=True):
         rows = table[table[panel] == name].sort_values(factor)
         sesoi = float(rows["sesoi"].iloc[0])
-        ax.axhspan(-sesoi, sesoi, color="grey", alpha=0.15, lw=0, label="+- smallest effect")
+        ax.axhspan(-sesoi, sesoi, color="grey", alpha=0.15, lw=0)
         ax.axhline(0, color="grey", ls="--", lw=0.8)
-        ax.plot(rows[factor], rows["effect"], color="black", lw=0.8, zorder=2)
+        line = pd.concat([rows[[factor, "effect"]], pd.DataFrame({factor: [1.0], "effect": [0.0]})])
+        line = line.sort_values(factor)
+        ax.plot(line[factor], line["effect"], color="black", lw=0.8, zorder=2)
         ax.errorbar(
             rows[factor],
             rows["effect"],
@@ -204,19 +206,21 @@ def effect_vs_factor(
             lw=1,
             zorder=2,
         )
-        for outcome, colour in OUTCOME_COLOURS.items():
-            hit = rows[rows["outcome"] == outcome]
-            if len(hit):
-                ax.scatter(hit[factor], hit["effect"], color=colour, s=28, zorder=3, label=outcome)
-        ax.scatter([1.0], [0.0], marker="s", color="black", s=22, zorder=3, label="baseline")
+        colours = rows["outcome"].map(OUTCOME_COLOURS)
+        ax.scatter(rows[factor], rows["effect"], color=colours, s=28, zorder=3)
+        ax.scatter([1.0], [0.0], marker="s", color="black", s=22, zorder=3)
+        ticks = sorted({1.0, *rows[factor]})
         ax.set_xscale("log", base=2)
-        ax.set_xticks(
-            sorted({1.0, *rows[factor]}),
-            [f"{v:.2g}" for v in sorted({1.0, *rows[factor]})],
-            fontsize=7,
-        )
+        ax.set_xticks(ticks, [f"{v:.2g}" for v in ticks], fontsize=7)
         ax.minorticks_off()
         ax.set(title=str(name), xlabel=xlabel, ylabel=ylabel)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=c, label=o) for o, c in OUTCOME_COLOURS.items()
+    ]
+    handles += [
+        plt.Line2D([], [], marker="s", ls="", color="black", label="baseline"),
+        plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="+- smallest effect"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
