@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "METRIC_LABELS",
@@ -167,7 +168,8 @@ def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform
                 )
         ax.axvline(0, color="grey", ls="--", lw=0.8)
         ax.set_yticks(range(len(beds)), beds, fontsize=7)
-        ax.invert_yaxis()
+        ax.set_ylim(len(beds) - 0.5, -0.5)  # first testbed on top, one row per testbed
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set(title=str(group), xlabel=xlabel)
         ax.legend(fontsize=7)
     fig.tight_layout()
