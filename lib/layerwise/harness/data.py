@@ -667,7 +667,7 @@ def _shakespeare_text(download: bool) -> str:
     if not download:
         raise DataUnavailableError(
             "tinyshakespeare.txt not found: set $LAYERWISE_DATA to a folder holding it "
-            "(e.g. ../shared/data) or allow download=True"
+            "or allow download=True"
         )
     try:
         path = _download(SHAKESPEARE_URL, "tinyshakespeare.txt")
