@@ -105,12 +105,13 @@ def multiplier_table(comparison: comparisons.Comparison) -> pd.DataFrame:
     spec = data.spec(config.dataset)
     model = models.build(config.model, spec, **config.model_options)
     example = torch.zeros(2, *spec.input_shape)
-    columns = {}
+    table = groups.layer_table(model, example)  # traced once, shared by every arm
+    by_depth = table.groupby("depth")
+    columns = {"layers": by_depth["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))}
     for arm, arm_config in comparison.arms.items():
-        table = groups.resolve(model, rule_from_spec(dict(arm_config.rule)), example)
-        columns[arm] = table.groupby("depth")["multiplier"].first()
-        layers = table.groupby("depth")["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))
-    return pd.DataFrame({"layers": layers, **columns}).rename_axis("depth").reset_index()
+        multipliers = rule_from_spec(dict(arm_config.rule)).multipliers(table)
+        columns[arm] = pd.Series(multipliers, index=table.index).groupby(table["depth"]).first()
+    return pd.DataFrame(columns).rename_axis("depth").reset_index()
 
 
 def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
