@@ -27,7 +27,7 @@ def test_plan_follows_the_protocol_and_decays():
 
 def test_multiplier_table_steps_by_xi_per_block():
     mlp = next(c for c in design.plan("full") if c.key == ("adamw", "mnist1d/mlp"))
-    table = design.multiplier_table(mlp).set_index("depth")
+    table = comparisons.multiplier_table(mlp).set_index("depth")
     top = table.index.max()
     for arm, xi in mlp.design.set_index("arm")["xi"].items():
         expected = [xi ** (top - d) if xi < 1 else xi**-d for d in table.index]
@@ -112,7 +112,7 @@ def test_verdict_table_marks_untuned_comparisons():
         "time_ratio_high": 1.1,
         "time_never": 1,
     }
-    shown = design.verdict_table(pd.DataFrame([row])).iloc[0]
+    shown = comparisons.verdict_table(pd.DataFrame([row])).iloc[0]
     assert shown["outcome"] == "inconclusive (not tuned)"
     assert shown["effect [CI]"] == "0.010 [-0.010, 0.030]"
     assert shown["steps to uniform's score"] == "0.80 [0.60, 1.10], 1 never"

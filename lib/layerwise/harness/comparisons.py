@@ -26,10 +26,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import pandas as pd
+import torch
 
 from .._validate import check_choice, check_positive
-from ..layers import KINDS
-from . import stats
+from ..layers import KINDS, layer_table
+from ..rules import rule_from_spec
+from . import data, models, stats
 from .config import RunConfig
 from .store import Store
 from .sweep import MissingRunsError, default_jobs, worker_pool
@@ -47,13 +49,16 @@ __all__ = [
     "compare",
     "depth_factor_arms",
     "kind_arms",
+    "multiplier_table",
     "protocol",
     "runs_of",
     "sensitivity_of",
     "time_to_target",
     "tune_all",
     "tune_arms",
+    "verdict_table",
     "with_decay",
+    "with_design",
     "with_optimizer",
 ]
 
@@ -228,6 +233,25 @@ class Comparison:
     @property
     def key(self) -> tuple[str, str]:
         return (self.group, self.bed.name)
+
+
+def multiplier_table(comparison: Comparison, by: str = "depth") -> pd.DataFrame:
+    """The rate multiplier each block (``by="depth"``) or each layer type (``by="kind"``) of
+    the comparison's model receives under every arm: one row per depth or kind (with the layers
+    in it), one column per arm -- the intervention, not only its name."""
+    check_choice("multiplier table rows", by, ("depth", "kind"))
+    config = comparison.bed.config
+    spec = data.spec(config.dataset)
+    model = models.build(config.model, spec, **config.model_options)
+    table = layer_table(model, torch.zeros(2, *spec.input_shape))  # traced once for all arms
+    rows = table.groupby(by, sort=by == "depth")
+    columns = {"layers": rows["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))}
+    for arm, arm_config in comparison.arms.items():
+        multipliers = rule_from_spec(dict(arm_config.rule)).multipliers(table)
+        columns[arm] = (
+            pd.Series(multipliers, index=table.index).groupby(table[by], sort=by == "depth").first()
+        )
+    return pd.DataFrame(columns).rename_axis(by).reset_index()
 
 
 def tune_arms(
@@ -428,3 +452,50 @@ def compare(
         parts.append(stats.compare_family(untuned, alpha=alpha).assign(outcome="inconclusive"))
     table = pd.concat([p for p in parts if len(p)]).sort_values("row")
     return table.drop(columns=["row"]).reset_index(drop=True)
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons.compare``'s table as a reader sees it: one row per comparison with the
+    chosen rate, the test accuracies, the effect with its interval, the minimum detectable
+    effect beside the smallest effect of interest, the outcome and the time to target."""
+
+    def ratio(row: pd.Series) -> str:
+        never = f", {int(row['time_never'])} never" if row["time_never"] else ""
+        return (
+            stats.format_ci(row["time_ratio"], row["time_ratio_low"], row["time_ratio_high"], 2)
+            + never
+        )
+
+    return pd.DataFrame(
+        {
+            "group": table["group"],
+            "testbed": table["testbed"],
+            "arm": table["arm"],
+            "best lr": table["best_lr"].map("{:.3g}".format),
+            "uniform": table["baseline_mean"].map("{:.3f}".format),
+            "arm acc": table["arm_mean"].map("{:.3f}".format),
+            "effect [CI]": [
+                stats.format_ci(e, lo, hi)
+                for e, lo, hi in zip(
+                    table["effect"], table["ci_low"], table["ci_high"], strict=True
+                )
+            ],
+            "CI level": table["ci_level"].map("{:.3f}".format),
+            "MDE": table["mde"].map("{:.3f}".format),
+            "SESOI": table["sesoi"].map("{:.3f}".format),
+            "outcome": [
+                o if t else f"{o} (not tuned)"
+                for o, t in zip(table["outcome"], table["tuned"], strict=True)
+            ],
+            "steps to uniform's score": table.apply(ratio, axis=1),
+        }
+    )
+
+
+def with_design(table: pd.DataFrame, plan: Sequence[Comparison]) -> pd.DataFrame:
+    """``table`` (from :func:`compare`) with the columns of each comparison's ``design`` (what
+    each arm changes: a factor, a layer kind, a multiplier) merged in by group, testbed, arm."""
+    designs = pd.concat(
+        [c.design.assign(group=c.group, testbed=c.bed.name) for c in plan], ignore_index=True
+    )
+    return table.merge(designs, on=["group", "testbed", "arm"], how="left")

@@ -22,16 +22,11 @@ schedule decays to zero over each of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
-import torch
 
-from .. import groups
 from .._validate import check_choice
-from ..harness import comparisons, data, models, stats
+from ..harness import comparisons, stats
 from ..harness.testbeds import testbed
-from ..rules import rule_from_spec
 
 __all__ = [
     "BUDGETS",
@@ -40,10 +35,7 @@ __all__ = [
     "MAIN_FACTORS",
     "PLAN",
     "answer",
-    "multiplier_table",
     "plan",
-    "verdict_table",
-    "with_design",
 ]
 
 MAIN_FACTORS: tuple[float, ...] = (1 / 2.6, 2.6)
@@ -97,76 +89,13 @@ def plan(profile: str = "full") -> list[comparisons.Comparison]:
 # what each arm does, and what came out
 
 
-def multiplier_table(comparison: comparisons.Comparison) -> pd.DataFrame:
-    """The rate multiplier each block of the comparison's model receives under every arm: one
-    row per depth (the layers in it), one column per arm -- the intervention, not only its
-    name."""
-    config = comparison.bed.config
-    spec = data.spec(config.dataset)
-    model = models.build(config.model, spec, **config.model_options)
-    example = torch.zeros(2, *spec.input_shape)
-    table = groups.layer_table(model, example)  # traced once, shared by every arm
-    by_depth = table.groupby("depth")
-    columns = {"layers": by_depth["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))}
-    for arm, arm_config in comparison.arms.items():
-        multipliers = rule_from_spec(dict(arm_config.rule)).multipliers(table)
-        columns[arm] = pd.Series(multipliers, index=table.index).groupby(table["depth"]).first()
-    return pd.DataFrame(columns).rename_axis("depth").reset_index()
-
-
-def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``comparisons.compare``'s table as a reader sees it: one row per comparison with the
-    chosen rate, the test accuracies, the effect with its interval, the minimum detectable
-    effect beside the smallest effect of interest, the outcome and the time to target."""
-
-    def ratio(row: pd.Series) -> str:
-        never = f", {int(row['time_never'])} never" if row["time_never"] else ""
-        return (
-            stats.format_ci(row["time_ratio"], row["time_ratio_low"], row["time_ratio_high"], 2)
-            + never
-        )
-
-    return pd.DataFrame(
-        {
-            "group": table["group"],
-            "testbed": table["testbed"],
-            "arm": table["arm"],
-            "best lr": table["best_lr"].map("{:.3g}".format),
-            "uniform": table["baseline_mean"].map("{:.3f}".format),
-            "arm acc": table["arm_mean"].map("{:.3f}".format),
-            "effect [CI]": [
-                stats.format_ci(e, lo, hi)
-                for e, lo, hi in zip(
-                    table["effect"], table["ci_low"], table["ci_high"], strict=True
-                )
-            ],
-            "CI level": table["ci_level"].map("{:.3f}".format),
-            "MDE": table["mde"].map("{:.3f}".format),
-            "SESOI": table["sesoi"].map("{:.3f}".format),
-            "outcome": [
-                o if t else f"{o} (not tuned)"
-                for o, t in zip(table["outcome"], table["tuned"], strict=True)
-            ],
-            "steps to uniform's score": table.apply(ratio, axis=1),
-        }
-    )
-
-
-def with_design(table: pd.DataFrame, plan: Sequence[comparisons.Comparison]) -> pd.DataFrame:
-    """``table`` with each arm's factor ``xi`` and direction from the plan's designs."""
-    designs = pd.concat(
-        [c.design.assign(group=c.group, testbed=c.bed.name) for c in plan], ignore_index=True
-    )
-    return table.merge(designs, on=["group", "testbed", "arm"], how="left")
-
-
 def _counts(rows: pd.DataFrame) -> str:
     counts = rows["outcome"].value_counts()
     return ", ".join(f"{counts.get(o, 0)} {o}" for o in stats.OUTCOMES)
 
 
 def answer(table: pd.DataFrame) -> str:
-    """The study's answer as Markdown sentences, computed from ``with_design(compare(...))``."""
+    """The study's answer as Markdown sentences, computed from ``comparisons.with_design(compare(...))``."""
     main = table[table["xi"].round(6).isin([round(x, 6) for x in MAIN_FACTORS])]
     short = main[~main["group"].str.contains("steps")]
     lines = []
