@@ -9,6 +9,7 @@ import torch
 from layerwise import groups
 from layerwise.harness import comparisons
 from layerwise.harness.models import build
+from layerwise.harness.tuning import TuningResult
 from layerwise.rules import rule_from_spec
 from layerwise.studies import discriminative_rates
 from layerwise.studies import layer_types as design
@@ -85,3 +86,30 @@ def test_answer_counts_outcomes_per_kind_and_family():
     assert lines[3] == "- **mnist1d/gru**, its recurrent layers' rate: x4 better (+0.040)."
     assert lines[4].startswith("- 1 of 4 comparisons could not resolve")
     assert lines[5].endswith("interval below 1): mnist1d/gru recurrent x4.")
+
+
+def test_sensitivity_by_kind_puts_each_kind_beside_uniform():
+    plan = design.plan("full")[:2]  # the hybrid and the CNN
+    runs = {
+        c.key: TuningResult(
+            "acc",
+            pd.DataFrame([{"arm": arm, "lr": 0.01, "score": 0.5} for arm in c.arms]),
+            pd.DataFrame(),
+            pd.DataFrame(),
+        )
+        for c in plan
+    }
+    frame = design.sensitivity_by_kind(runs, plan)
+    hybrid_conv = frame[frame["panel"] == "mnist1d/hybrid · conv"]
+    assert hybrid_conv["arm"].tolist() == [
+        "conv x1/4",
+        "conv x1/2",
+        "uniform",
+        "conv x2",
+        "conv x4",
+    ]
+    assert hybrid_conv["multiplier"].tolist() == ["x1/4", "x1/2", "x1", "x2", "x4"]
+    assert set(frame["panel"]) == {f"mnist1d/hybrid · {k}" for k in design.KINDS} | {
+        "mnist1d/cnn · conv"
+    }
+    assert len(frame) == (len(design.KINDS) * 5) + 3

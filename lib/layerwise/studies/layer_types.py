@@ -18,11 +18,14 @@ configs of ``03_discriminative_rates``'s uniform arms, so those runs are read fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pandas as pd
 
 from .._validate import check_choice
 from ..harness import comparisons, stats
 from ..harness.testbeds import TESTBEDS, Testbed, testbed
+from ..harness.tuning import TuningResult
 
 __all__ = [
     "HYBRID",
@@ -33,6 +36,7 @@ __all__ = [
     "STEPS",
     "answer",
     "plan",
+    "sensitivity_by_kind",
 ]
 
 KINDS: tuple[str, ...] = ("conv", "recurrent", "attention", "dense")
@@ -76,6 +80,29 @@ def plan(profile: str = "full") -> list[comparisons.Comparison]:
 
 def _multiplier(m: float) -> str:
     return f"x{m:g}" if m >= 1 else f"x1/{1 / m:g}"
+
+
+def sensitivity_by_kind(
+    results: Mapping[tuple[str, str], TuningResult], plan: Sequence[comparisons.Comparison]
+) -> pd.DataFrame:
+    """Every tuning run of ``results`` for ``plots.lr_sensitivity``, one ``panel`` per testbed
+    and layer kind holding that kind's arms beside the uniform arm, ``multiplier`` as a label
+    (``"x1/4"`` ... ``"x4"``, uniform ``"x1"``) to colour by, in increasing order."""
+    frames = []
+    for c in plan:
+        if c.key not in results:
+            continue
+        runs = results[c.key].sensitivity.drop(columns=["kind", "multiplier"], errors="ignore")
+        runs = runs.merge(c.design[["arm", "kind", "multiplier"]], on="arm")
+        for kind in c.design["kind"].dropna().unique():
+            mine = runs[(runs["kind"] == kind) | (runs["arm"] == "uniform")]
+            mine = mine.sort_values("multiplier", kind="stable")
+            frames.append(
+                mine.assign(
+                    panel=f"{c.bed.name} · {kind}", multiplier=mine["multiplier"].map(_multiplier)
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _counts(rows: pd.DataFrame) -> str:
