@@ -8,14 +8,17 @@ A comparison takes one testbed and keeps everything but the per-layer rule fixed
   best rate sits on an edge, then refined until the chosen rate's neighbours are at most 2x away;
 * three tuning seeds (:data:`TUNE_SEEDS`) per grid point, disjoint from the final seeds; a
   run's score is the mean of its last three validation evaluations;
-* the chosen rate rerun on fresh seeds: ten on MNIST-1D, five on Fashion-MNIST, three on text
-  (:data:`FINAL_SEEDS`);
+* the chosen rate rerun on fresh seeds: ten on MNIST-1D, five on Fashion-MNIST and CIFAR-10,
+  three on text (:data:`FINAL_SEEDS`);
 * a schedule that decays to zero over the budget (linear warmup over 5% of the steps, then
   cosine to zero, :func:`with_decay`), so a multiplier below 1 is not the only annealing an arm
   gets, and the final weights are a real end point.
 
-``check_protocol`` refuses a result tuned on fewer seeds or a coarser grid, so no effect table
-can rest on one seed.  Effects, intervals and the four outcomes come from ``harness.stats``.
+An optimizer without an entry in :data:`COARSE_GRIDS` (LARS, whose base rate lives near 1), or
+an arm whose grid moves with the batch size, gets the same protocol on a coarse grid of its own
+(:func:`grid_protocol`: again four rates a factor 4 apart).  ``check_protocol`` refuses a result
+tuned on fewer seeds or a coarser grid, so no effect table can rest on one seed.  Effects,
+intervals and the four outcomes come from ``harness.stats``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "Protocol",
     "compare",
     "depth_factor_arms",
+    "grid_protocol",
     "kind_arms",
     "multiplier_table",
     "protocol",
@@ -67,6 +71,7 @@ FINAL_SEEDS: dict[str, tuple[int, ...]] = {
     "mnist1d": tuple(range(1, 11)),
     "fashion_mnist": tuple(range(1, 6)),
     "tinyshakespeare": (1, 2, 3),
+    "cifar10": tuple(range(1, 6)),
 }
 # Four rates a factor 4 apart, centred on each optimizer's usual range; extended by 4x steps
 # while the best rate is an edge, then refined to 2x around it.
@@ -114,12 +119,46 @@ def protocol(dataset: str, optimizer: str, profile: str = "full") -> Protocol:
     """The study protocol for ``dataset`` and ``optimizer``; ``profile="smoke"`` shrinks it to a
     3-point grid, one tuning seed and two final seeds (seconds, for checks only)."""
     check_choice("comparison optimizer", optimizer, OPTIMIZERS)
+    return grid_protocol(dataset, COARSE_GRIDS[optimizer], profile)
+
+
+def grid_protocol(
+    dataset: str,
+    grid: Sequence[float],
+    profile: str = "full",
+    final_seeds: Sequence[int] | None = None,
+) -> Protocol:
+    """:func:`protocol` on a coarse ``grid`` of the caller's own: for an optimizer that has no
+    entry in :data:`COARSE_GRIDS`, or a grid moved for a batch size.
+
+    ``grid`` must look like every coarse grid here -- four increasing rates, each a factor 4
+    above the one before (``grid[i] = grid[0] * 4**i``) -- so that no arm starts from a larger
+    grid budget than another.  ``final_seeds`` replaces the dataset's :data:`FINAL_SEEDS` (for a
+    study that needs more, never fewer, than the protocol's minimum; it must not overlap the
+    tuning seeds).  ``profile="smoke"`` shrinks it as :func:`protocol` does.
+    """
     check_choice("dataset", dataset, FINAL_SEEDS)
     check_choice("profile", profile, ("full", "smoke"))
-    grid = COARSE_GRIDS[optimizer]
+    grid = tuple(float(lr) for lr in grid)
+    points = len(COARSE_GRIDS["sgd"])
+    factor = COARSE_GRIDS["sgd"][1] / COARSE_GRIDS["sgd"][0]
+    if len(grid) != points or not all(lr > 0 and math.isfinite(lr) for lr in grid):
+        raise ValueError(f"a coarse grid is {points} positive rates, got {list(grid)}")
+    steps = [b / a for a, b in zip(grid[:-1], grid[1:], strict=True)]
+    if not all(math.isclose(s, factor, rel_tol=1e-3) for s in steps):
+        raise ValueError(
+            f"a coarse grid's rates must rise by a factor {factor:g} each, got {list(grid)}"
+        )
+    seeds = tuple(FINAL_SEEDS[dataset] if final_seeds is None else final_seeds)
+    if final_seeds is not None:
+        if len(seeds) < len(FINAL_SEEDS[dataset]) or set(seeds) & set(TUNE_SEEDS):
+            raise ValueError(
+                f"final seeds {list(seeds)} for {dataset}: need at least "
+                f"{len(FINAL_SEEDS[dataset])}, none of them a tuning seed {list(TUNE_SEEDS)}"
+            )
     if profile == "smoke":
         return Protocol(grid[1:], (100,), (1, 2), None, 0, 1, 1)
-    return Protocol(grid, TUNE_SEEDS, FINAL_SEEDS[dataset])
+    return Protocol(grid, TUNE_SEEDS, seeds)
 
 
 def with_optimizer(config: RunConfig, optimizer: str) -> RunConfig:

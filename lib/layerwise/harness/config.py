@@ -47,7 +47,10 @@ _OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "init_from",
     "reinit",
     "unfreeze_every",
+    "device",
 )
+# Where a run may train: torch device strings (``cuda:1`` names one GPU of several).
+DEVICES = ("cpu", "cuda", "cuda:<index>", "mps")
 
 
 class FrozenDict(dict):
@@ -180,11 +183,14 @@ class RunConfig:
         unfreeze_every: ULMFiT's gradual unfreezing (``transfer.GradualUnfreezing``): train only
             the top depth for this many steps, then one more depth below every this many steps
             (``None``: every layer trains from the first step).
+        device: where the model and the data live while it trains: ``"cpu"``, ``"cuda"``,
+            ``"cuda:<index>"`` or ``"mps"``.  Part of the run's identity (numbers differ
+            between devices), so a GPU run never stands in for a CPU run in the store.
 
     The fields added after the first stored records (``probe_every``, ``probe_examples``,
-    ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``) are left out of the canonical
-    JSON (and so of the key and ``to_dict``) while they hold their defaults: configs that do
-    not use them keep their keys.
+    ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``, ``device``) are left out of
+    the canonical JSON (and so of the key and ``to_dict``) while they hold their defaults:
+    configs that do not use them keep their keys.
     """
 
     dataset: str
@@ -212,6 +218,7 @@ class RunConfig:
     init_from: Mapping[str, Any] | None = None
     reinit: tuple[str, ...] = ("head",)
     unfreeze_every: int | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -224,6 +231,7 @@ class RunConfig:
         check_choice("optimizer", self.optimizer, optim.OPTIMIZERS)
         check_choice("schedule", self.schedule, schedules.SCHEDULES)
         self._check_numbers()
+        self._check_device()
         self._check_budget()
         self._check_options()
         self._check_transfer()
@@ -255,6 +263,15 @@ class RunConfig:
         for name in ("monitor_every", "probe_every", "unfreeze_every"):
             if getattr(self, name) is not None:
                 self._set(name, _whole(name, getattr(self, name), 1))
+
+    def _check_device(self) -> None:
+        """``device`` is a torch device string this project trains on (see :data:`DEVICES`);
+        whether it is present is checked when the run starts, not here."""
+        device = self.device
+        kind, colon, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+        plain = kind in ("cpu", "mps", "cuda") and not colon
+        if not (plain or (kind == "cuda" and index.isdigit())):
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
 
     def _check_budget(self) -> None:
         """Exactly one of ``steps`` (a whole number >= 1) and ``epochs`` (a number > 0)."""

@@ -35,7 +35,11 @@ PyTorch's default initialisation; training settings are the run's business):
 
 The variant fills in options (listed in ``_VARIANTS``); options given beside it override them.
 The structural options behind the variants -- ``residual`` (mlp), ``readout`` (gru/lstm),
-``kernel`` (image cnn) -- can also be given on their own.
+``kernel`` (image cnn) -- can also be given on their own.  ``batchnorm`` (image cnn) adds batch
+normalisation (Ioffe & Szegedy 2015, ``docs/references.md#ioffe2015batchnorm``) after every
+convolution and the hidden dense layer, before the ReLU, as in LARS's AlexNet-BN (You, Gitman &
+Ginsburg 2017); those layers then have no bias (the normalisation's shift replaces it, and a
+bias before it would get a zero gradient).
 """
 
 from __future__ import annotations
@@ -164,8 +168,9 @@ class MLP(nn.Module):
 
 class CNN(nn.Module):
     """Convolutional network: Conv1d stack for MNIST-1D (ConvBase), Conv2d + pooling for images
-    (``kernel`` x ``kernel`` convolutions, "same" padding), a causal Conv1d stack over embeddings
-    for text."""
+    (``kernel`` x ``kernel`` convolutions, "same" padding; ``batchnorm``: conv -> BatchNorm2d ->
+    ReLU -> pool and dense -> BatchNorm1d -> ReLU, without the biases), a causal Conv1d stack over
+    embeddings for text."""
 
     def __init__(
         self,
@@ -175,6 +180,7 @@ class CNN(nn.Module):
         hidden: int,
         embed: int,
         kernel: int = 3,
+        batchnorm: bool = False,
     ):
         super().__init__()
         self.task = spec.task
@@ -200,13 +206,16 @@ class CNN(nn.Module):
             channels, size = spec.input_shape[0], spec.input_shape[1]
             for i in range(depth):
                 out = width * 2**i
-                conv = nn.Conv2d(channels, out, kernel, padding=kernel // 2)
-                layers += [conv, nn.ReLU(), nn.MaxPool2d(2)]
+                conv = nn.Conv2d(channels, out, kernel, padding=kernel // 2, bias=not batchnorm)
+                norm = [nn.BatchNorm2d(out)] if batchnorm else []
+                layers += [conv, *norm, nn.ReLU(), nn.MaxPool2d(2)]
                 channels, size = out, size // 2
             flat = channels * size * size
         self.body = nn.Sequential(*layers, nn.Flatten())
         if hidden:
-            self.body.append(nn.Linear(flat, hidden))
+            self.body.append(nn.Linear(flat, hidden, bias=not batchnorm))
+            if batchnorm:
+                self.body.append(nn.BatchNorm1d(hidden))
             self.body.append(nn.ReLU())
             flat = hidden
         self.head = nn.Linear(flat, spec.num_classes)
@@ -444,7 +453,7 @@ MODELS: tuple[str, ...] = tuple(_DEFAULTS)
 # Options beyond the sizes, per family; absent means the behaviour every stored run had.
 _STRUCTURAL = {
     "mlp": {"residual"},  # False: plain stack; True: h + relu(W h) after the first layer
-    "cnn": {"kernel"},  # image convolutions' side, odd; 3 when absent
+    "cnn": {"kernel", "batchnorm"},  # image convolutions' side, odd (3); batch norm (False)
     "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
     "lstm": {"readout"},
 }
@@ -489,6 +498,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
 
     Options (all families): ``width``, ``depth``; ``cnn``: ``hidden`` (dense layer before the
     head, 0 for none), ``kernel`` (side of the image convolutions, odd, default 3; images only),
+    ``batchnorm`` (default ``False``; ``True``: batch norm after every image convolution and the
+    hidden dense layer, which then have no bias; images only),
     ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``readout`` (``"final"``, the default:
     the head reads the final states; ``"all"``: the outputs of every step, classification only),
     ``embed`` (text); ``mlp``: ``residual`` (default ``False``; ``True``: hidden layers after the
@@ -536,7 +547,15 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
                 raise ValueError(f"cnn kernel applies to image data only, not {spec.name}")
             if check_int("cnn kernel", kernel, 1) % 2 == 0:
                 raise ValueError(f"cnn kernel must be odd (for same padding), got {kernel!r}")
-        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed, kernel)
+        batchnorm = o.get("batchnorm", False)
+        if not isinstance(batchnorm, bool):
+            raise ValueError(f"cnn batchnorm must be True or False, got {batchnorm!r}")
+        if batchnorm and (spec.task != "classification" or len(spec.input_shape) != 3):
+            raise ValueError(
+                f"cnn batchnorm applies to image data (fashion_mnist, cifar10) only, not "
+                f"{spec.name}"
+            )
+        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed, kernel, batchnorm)
     if name in ("gru", "lstm"):
         bidir = o.get("bidirectional", False)
         readout = o.get("readout", "final")

@@ -18,6 +18,10 @@ initialisation), and with ``config.unfreeze_every`` the lower depths stay frozen
 turn (``transfer.GradualUnfreezing``): ULMFiT's fine-tuning controls (Howard & Ruder 2018).
 This module never trains a pretraining run itself, so ``pretraining`` is the only one of the
 two that imports the other.
+
+``config.device`` (``"cpu"`` by default; ``"cuda"``, ``"cuda:<index>"``, ``"mps"``) is where the
+model and the data splits live while the run trains.  The model is built and seeded on the CPU
+first, so every device starts from the same weights; the data order is drawn on the CPU too.
 """
 
 from __future__ import annotations
@@ -151,6 +155,45 @@ def _dataset(config: RunConfig, dataset: data.Dataset | None) -> data.Dataset:
     return dataset
 
 
+def _device(config: RunConfig) -> torch.device:
+    """``config.device``, refused at once (naming what is missing) when it is not available."""
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"the run asks for device {config.device!r} but torch.cuda.is_available() is False "
+            "(no GPU, or a CPU-only build of torch); use device='cpu'"
+        )
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"the run asks for device {config.device!r} but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"the run asks for device {config.device!r} but MPS is not available")
+    return device
+
+
+def _on_device(dataset: data.Dataset, device: torch.device) -> data.Dataset:
+    """``dataset`` with every split on ``device`` (the dataset itself on the CPU: loaded
+    datasets are cached and shared, so they are copied, never changed)."""
+    if device.type == "cpu":
+        return dataset
+
+    def move(split: data.Split | data.TextSplit) -> data.Split | data.TextSplit:
+        if isinstance(split, data.TextSplit):
+            return data.TextSplit(split.tokens.to(device))
+        return data.Split(split.x.to(device), split.y.to(device))
+
+    return dataclasses.replace(
+        dataset,
+        train=move(dataset.train),
+        val=move(dataset.val),
+        test=move(dataset.test),
+        extra={name: move(split) for name, split in dataset.extra.items()},
+    )
+
+
 def _model(config: RunConfig, dataset: data.Dataset, initial_state: State | None) -> nn.Module:
     """The seeded model, with the pretrained weights loaded when the config has ``init_from``."""
     if (initial_state is None) != (config.init_from is None):
@@ -164,7 +207,7 @@ def _model(config: RunConfig, dataset: data.Dataset, initial_state: State | None
     model = models.build(config.model, dataset.spec, **config.model_options)
     if initial_state is not None:
         transfer.load_pretrained(model, initial_state, config.reinit)
-    return model
+    return model.to(config.device)
 
 
 def _feed(config: RunConfig, dataset: data.Dataset) -> _Feed:
@@ -255,12 +298,12 @@ def _final_metrics(model: nn.Module, feed: _Feed, ok: bool) -> dict[str, float |
     return final
 
 
-def _environment(threads: int) -> dict[str, Any]:
+def _environment(threads: int, device: str = "cpu") -> dict[str, Any]:
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": threads,
-        "device": "cpu",
+        "device": device,
         "machine": platform.machine(),
     }
 
@@ -297,7 +340,7 @@ def train(
     its weights).  The arguments are ``run``'s."""
     start_time = time.perf_counter()
     torch.set_num_threads(config.threads)
-    dataset = _dataset(config, dataset)
+    dataset = _on_device(_dataset(config, dataset), _device(config))
     model = _model(config, dataset, initial_state)
     feed = _feed(config, dataset)
     optimizer = _optimizer(config, model, feed.val_curve.x[:2])
@@ -370,7 +413,7 @@ def train(
         "curves": curves,
         "final": final,
         "wall_time_s": time.perf_counter() - start_time,
-        "env": _environment(config.threads),
+        "env": _environment(config.threads, config.device),
     }
     if monitor is not None:
         record["layers"] = monitor.to_record()
