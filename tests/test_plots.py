@@ -75,3 +75,24 @@ def test_figures_say_so_when_every_comparison_is_pending():
     ):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert any("still pending" in t for t in texts)
+
+
+def test_lr_sensitivity_gives_a_level_the_same_colour_in_every_panel():
+    rows = [
+        {"panel": panel, "arm": arm, "lr": lr, "score": 0.5 + lr, "status": "ok"}
+        for panel, arms in (("p", ["x1/4", "x1", "x4"]), ("q", ["x1", "x4"]))
+        for arm in arms
+        for lr in (0.001, 0.01)
+    ]
+    fig = plots.lr_sensitivity(pd.DataFrame(rows), "score", panel="panel", hue="arm")
+    colours = []
+    for ax in fig.axes[:2]:
+        colours.append(
+            {
+                line.get_label(): mcolors.to_hex(line.get_color())
+                for line in ax.get_lines()
+                if not line.get_label().startswith("_")
+            }
+        )
+    assert colours[0]["x1"] == colours[1]["x1"] and colours[0]["x4"] == colours[1]["x4"]
+    assert len(set(colours[0].values())) == 3

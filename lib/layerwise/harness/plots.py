@@ -27,7 +27,7 @@ METRIC_LABELS = {
     "val_loss": "validation loss (nats)",
     "test_loss": "test loss (nats)",
     "train_loss": "training loss (nats)",
-    "score": "tuning score (validation, mean of last evaluations)",
+    "score": "tuning score\n(validation, mean of last evaluations)",
 }
 
 
@@ -67,12 +67,25 @@ def lr_sensitivity(
     if not len(sensitivity):
         return _nothing_yet("tuning runs")
     names = list(dict.fromkeys(sensitivity[panel]))
+    # one colour per hue level across all panels, in the order the levels first appear
+    levels = list(dict.fromkeys(sensitivity[hue])) if hue else []
+    palette = dict(zip(levels, sns.color_palette(n_colors=len(levels)), strict=True))
     fig, axes = panel_grid(len(names))
     for ax, name in zip(axes, names, strict=True):
         rows = sensitivity[sensitivity[panel] == name]
         ok = rows[rows["status"] == "ok"]
+        shown = [level for level in levels if level in set(ok[hue])] if hue else None
         sns.lineplot(
-            data=ok, x="lr", y=metric, hue=hue, marker="o", errorbar=None, ax=ax, legend=bool(hue)
+            data=ok,
+            x="lr",
+            y=metric,
+            hue=hue,
+            hue_order=shown,
+            palette={level: palette[level] for level in shown} if hue else None,
+            marker="o",
+            errorbar=None,
+            ax=ax,
+            legend=bool(hue),
         )
         failed = rows[rows["status"] != "ok"]
         if len(failed):

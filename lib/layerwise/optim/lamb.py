@@ -2,8 +2,8 @@
 
 You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes",
 ICLR 2020, arXiv:1904.00962 (v5), as implemented in TensorFlow Addons
-(``tensorflow_addons/optimizers/lamb.py``); v3, LAMBC, a clamped phi, decoupled decay and the
-1-D exemption as switches.
+(``tensorflow_addons/optimizers/lamb.py``); v3, LAMBC, a clamped phi, decoupled decay, the
+1-D exemption and a ratio forced to 1 (the AdamW step) as switches.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ class LAMB(TrustRatioOptimizer):
       ``exclude_from_layer_adaptation`` (default: its weight-decay exclusions) and what timm's
       factory groups produce; the paper adapts every tensor, and so does the default here.
     - The step count ``t`` is per tensor, as in ``torch.optim.Adam``; timm counts per group.
+    - ``layer_adaptation=False`` sets every ratio to 1 (TF-Addons' name for the trust ratio is
+      "layer adaptation"; cybertronai's ``pytorch-lamb`` calls this switch ``adam=True``): the
+      step is ``w = w - lr * r``, with ``wd * w`` inside ``r`` -- AdamW's step
+      (``torch.optim.AdamW`` with the same ``eps``; its decoupled decay is ``lr * wd * w``).
+      The ablation that leaves LAMB's ratio as the only difference from AdamW.
 
     Args:
         params: parameters or param-group dicts (each group may set its own ``lr``,
@@ -82,6 +87,7 @@ class LAMB(TrustRatioOptimizer):
         exclude_1d: plain Adam for tensors with ``ndim <= 1``.
         decoupled_weight_decay: weight decay outside the trust ratio (see above).
         foreach: multi-tensor path (``None`` or ``True``) or one tensor at a time (``False``).
+        layer_adaptation: ``False`` forces every trust ratio to 1 (see above).
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class LAMB(TrustRatioOptimizer):
         exclude_1d: bool = False,
         decoupled_weight_decay: bool = False,
         foreach: bool | None = None,
+        layer_adaptation: bool = True,
     ):
         defaults = dict(
             lr=lr,
@@ -109,6 +116,7 @@ class LAMB(TrustRatioOptimizer):
             exclude_1d=exclude_1d,
             decoupled_weight_decay=decoupled_weight_decay,
             foreach=foreach,
+            layer_adaptation=layer_adaptation,
         )
         super().__init__(params, defaults)
 
@@ -123,6 +131,10 @@ class LAMB(TrustRatioOptimizer):
         check_nonnegative("LAMB weight_decay", group["weight_decay"])
         if group["max_weight_norm"] is not None:
             check_positive("LAMB max_weight_norm", group["max_weight_norm"])
+        if not isinstance(group.get("layer_adaptation", True), bool):
+            raise ValueError(
+                f"LAMB layer_adaptation must be True or False, got {group['layer_adaptation']!r}"
+            )
 
     def _prepare(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> Hashable:
         if not state:
@@ -154,6 +166,8 @@ class LAMB(TrustRatioOptimizer):
             outer_decay=weight_decay if decoupled else 0.0,
             max_weight_norm=group["max_weight_norm"],
             trust_clip=group["trust_clip"],
+            # groups saved before the switch existed adapt, as they did then
+            layer_adaptation=group.get("layer_adaptation", True),
         )
         exp_avgs = [s["exp_avg"] for s in batch.states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in batch.states]
@@ -164,13 +178,20 @@ class LAMB(TrustRatioOptimizer):
 
 
 def lamb_trust_ratio(
-    w_norm: Tensor, r_norm: Tensor, *, max_weight_norm: float | None, trust_clip: bool
+    w_norm: Tensor,
+    r_norm: Tensor,
+    *,
+    max_weight_norm: float | None,
+    trust_clip: bool,
+    layer_adaptation: bool = True,
 ) -> Tensor:
     """LAMB ratio ``phi(||w||) / ||r||``, elementwise over norm tensors.
 
     ``phi`` is the identity or ``min(., max_weight_norm)``; ``trust_clip`` caps the ratio at 1;
-    where either norm is 0 the result is 1.
+    where either norm is 0 the result is 1; ``layer_adaptation=False`` gives 1 everywhere.
     """
+    if not layer_adaptation:
+        return torch.ones_like(w_norm)
     phi = w_norm if max_weight_norm is None else w_norm.clamp(max=max_weight_norm)
     ratio = phi / r_norm
     if trust_clip:
@@ -194,6 +215,7 @@ def _single_tensor_lamb(
     outer_decay: float,
     max_weight_norm: float | None,
     trust_clip: bool,
+    layer_adaptation: bool = True,
 ) -> Tensor | None:
     """One tensor's LAMB step in place; returns its ratio (``None``: plain Adam, no decay)."""
     exp_avg.lerp_(grad, 1 - beta1)
@@ -211,6 +233,7 @@ def _single_tensor_lamb(
         scale * torch.linalg.vector_norm(u),
         max_weight_norm=max_weight_norm,
         trust_clip=trust_clip,
+        layer_adaptation=layer_adaptation,
     )
     if outer_decay:
         param.mul_(1 - lr * outer_decay)
@@ -234,6 +257,7 @@ def _multi_tensor_lamb(
     outer_decay: float,
     max_weight_norm: float | None,
     trust_clip: bool,
+    layer_adaptation: bool = True,
 ) -> list[Tensor] | None:
     """``_single_tensor_lamb`` for many tensors of one device and dtype, with foreach ops."""
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -251,7 +275,11 @@ def _multi_tensor_lamb(
         torch._foreach_add_(u, params, alpha=inner_decay / scale)
     w_norm, u_norm = paired_norms(params, u)
     ratio = lamb_trust_ratio(
-        w_norm, scale * u_norm, max_weight_norm=max_weight_norm, trust_clip=trust_clip
+        w_norm,
+        scale * u_norm,
+        max_weight_norm=max_weight_norm,
+        trust_clip=trust_clip,
+        layer_adaptation=layer_adaptation,
     )
     if outer_decay:
         foreach_mul_scalar_(params, 1 - lr * outer_decay)

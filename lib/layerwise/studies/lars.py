@@ -50,7 +50,9 @@ LARS's base rate, which lives near 1), moved up by ``4^round(log4 sqrt(B / B0))`
 starts near where square-root scaling would put the small-batch optimum (a starting point only:
 the grid is extended while an edge wins, then refined to 2x); three tuning seeds per point;
 :data:`FINAL_SEEDS` fresh seeds at the chosen rate (eight, more than the protocol's five,
-because the drop below compares four runs per seed).
+because the drop below compares four runs per seed).  The batch-scaling machinery -- epoch
+budgets, grids moved with the batch, the linear-scaled arm, the two families, the monitored
+reruns -- is ``harness.batch_scaling``, which study 07 (LAMB) shares.
 
 Verdict 1b rests on the **drop contrast**: with ``a(B, s)`` an arm's test accuracy at batch
 ``B`` on final seed ``s`` and ``b`` tuned SGD's, ::
@@ -83,12 +85,12 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from .._validate import check_choice
-from ..harness import comparisons, data, models, stats, testbeds
+from ..harness import batch_scaling, comparisons, data, models, testbeds
+from ..harness.batch_scaling import DROP_COLUMNS, FAILED, Arm, by_batch, check_batch, run_stored
 from ..harness.config import RunConfig
-from ..harness.store import Store, records_frame
-from ..harness.sweep import MissingRunsError, run_configs
+from ..harness.store import Store
 from ..harness.testbeds import Testbed
-from ..harness.tuning import TuningResult, run_score
+from ..harness.tuning import TuningResult
 from ..layers import layer_table
 from ..probes import monitor_frame
 
@@ -100,7 +102,9 @@ __all__ = [
     "COST",
     "DIAGNOSTIC_BATCHES",
     "DIAGNOSTIC_NETS",
+    "DROP_COLUMNS",
     "EPOCHS",
+    "FAILED",
     "FINAL_SEEDS",
     "LARS_GRID",
     "LINEAR",
@@ -255,19 +259,8 @@ COST: dict[str, str] = {
 _SGD = {"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY}
 
 
-def _round(lr: float) -> float:
-    """Four significant digits, as ``tuning`` rounds the rates it adds (stable store keys)."""
-    return float(f"{lr:.4g}")
-
-
 def _check_profile(profile: str) -> str:
     return check_choice("profile", profile, PROFILES)
-
-
-def _check_batch(batch: int) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch size must be a whole number >= 1, got {batch!r}")
-    return batch
 
 
 def _base(net: str) -> RunConfig:
@@ -286,9 +279,14 @@ def _base(net: str) -> RunConfig:
     )
 
 
+def _budget(net: str, epochs: float) -> batch_scaling.Budget:
+    """``epochs`` epochs of ``net``'s training examples: ``E * N`` examples."""
+    return batch_scaling.Budget(epochs * TRAIN_EXAMPLES[NETS[net].dataset])
+
+
 def _steps(net: str, epochs: float, batch: int) -> int:
     """``round(epochs * N / B)``: the steps that show the model ``epochs`` epochs of examples."""
-    return max(1, round(epochs * TRAIN_EXAMPLES[NETS[net].dataset] / batch))
+    return _budget(net, epochs).steps(batch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,7 +373,7 @@ def diagnostic_config(
     monitor on it -- ``||w||`` and ``||g||`` at step 1 are the initial weights and the first
     mini-batch's gradient, which do not depend on what comes after."""
     check_choice("network", net, NETS)
-    _check_batch(batch)
+    check_batch(batch)
     if _check_profile(profile) == "smoke":
         steps, warmup = DIAGNOSTIC_SMOKE_STEPS, 2
     else:
@@ -625,19 +623,7 @@ def answer_ratios(summary: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# part 2: the arms and the plan (claim 1b)
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One way to train at a batch size: the optimizer with its options, the coarse grid its
-    base rate is tuned on at ``BASE_BATCH`` (:func:`grid_at` moves it with the batch size) and
-    what it stands for."""
-
-    optimizer: str
-    options: Mapping[str, Any]
-    grid: tuple[float, ...]
-    what: str
+# part 2: the arms and the plan (claim 1b); the batch-scaling machinery is harness.batch_scaling
 
 
 _LARS = {"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "trust_coefficient": TRUST_COEFFICIENT}
@@ -673,15 +659,15 @@ ARMS: dict[str, Arm] = {
 def grid_shift(batch: int) -> float:
     """The factor the coarse grids move by at batch ``batch``: ``4^k`` with ``k`` the nearest
     whole number to ``log4 sqrt(B / B0) = log2(B / B0) / 4`` (halves round up) -- square-root
-    scaling on the grids' own factor-4 lattice: 1 at 128, 4 at 1024 and 4096, 16 at 8192."""
-    k = math.floor(math.log2(_check_batch(batch) / BASE_BATCH) / 4 + 0.5)
-    return 4.0**k
+    scaling on the grids' own factor-4 lattice: 1 at 128, 4 at 1024 and 4096, 16 at 8192
+    (``batch_scaling.grid_shift`` from ``B0 = BASE_BATCH``)."""
+    return batch_scaling.grid_shift(batch, BASE_BATCH)
 
 
 def grid_at(arm: str, batch: int) -> tuple[float, ...]:
     """The coarse grid ``arm`` starts from at batch ``batch`` (:func:`grid_shift`)."""
     spec = ARMS[check_choice("tuned arm", arm, ARMS)]
-    return tuple(_round(lr * grid_shift(batch)) for lr in spec.grid)
+    return batch_scaling.grid_at(spec, batch, BASE_BATCH)
 
 
 def batch_config(
@@ -689,29 +675,24 @@ def batch_config(
 ) -> RunConfig:
     """``net`` trained by tuned arm ``arm`` at batch ``batch`` for the profile's epoch budget:
     ``round(E * N / B)`` steps, linear warmup over ``WARMUP_EPOCHS`` epochs of steps, then
-    ``(1 - p)^2`` to zero; 8 evaluations.  ``smoke``: ``comparisons.SMOKE_STEPS`` steps.  The
-    rate is a placeholder the tuner replaces."""
+    ``(1 - p)^2`` to zero; 8 evaluations (``batch_scaling.batch_config``).  ``smoke``:
+    ``comparisons.SMOKE_STEPS`` steps.  The rate is a placeholder the tuner replaces."""
     check_choice("network", net, NETS)
     spec = ARMS[check_choice("tuned arm", arm, ARMS)]
-    _check_batch(batch)
+    check_batch(batch)
     if _check_profile(profile) == "smoke":
-        steps = comparisons.SMOKE_STEPS
-        warmup = max(1, steps // 10)
+        budget = warmup = None
     else:
         check_choice(f"{profile} testbed", net, EPOCHS[profile])
-        steps = _steps(net, EPOCHS[profile][net], batch)
-        warmup = _steps(net, WARMUP_EPOCHS, batch)
-    return _base(net).replace(
-        optimizer=spec.optimizer,
-        optimizer_options=dict(spec.options),
-        lr=spec.grid[0],
-        batch_size=batch,
-        steps=steps,
-        epochs=None,
-        schedule="polynomial",
-        schedule_options={"power": POWER, "warmup": warmup},
-        eval_every=max(1, steps // 8),
-        rule=None,
+        budget, warmup = _budget(net, EPOCHS[profile][net]), _budget(net, WARMUP_EPOCHS)
+    return batch_scaling.batch_config(
+        _base(net).replace(rule=None),
+        spec,
+        batch,
+        budget,
+        warmup=warmup,
+        power=POWER,
+        profile=profile,
         device=device,
     )
 
@@ -755,90 +736,34 @@ def plan(profile: str = "full", device: str = "cpu") -> list[comparisons.Compari
     ``"<arm> · B=<batch>"``.  Ordered by testbed, then batch size (the linear-scaled arm needs
     ``sgd`` at ``BASE_BATCH`` first), then arm."""
     _check_profile(profile)
-    proto_profile = "smoke" if profile == "smoke" else "full"
     out = []
     for net in SWEEP_NETS[profile]:
         for batch in BATCH_SIZES[profile]:
             for arm, spec in ARMS.items():
                 config = batch_config(net, arm, batch, profile, device)
                 bed = Testbed(net, config, "acc", None, None, NETS[net].description)
-                design = pd.DataFrame(
-                    [
-                        {
-                            "arm": arm,
-                            "batch_size": batch,
-                            "optimizer": spec.optimizer,
-                            "nesterov": bool(spec.options.get("nesterov", False)),
-                            "exclude_1d": bool(spec.options.get("exclude_1d", False)),
-                            "trust_clip": bool(spec.options.get("trust_clip", False)),
-                        }
-                    ]
-                )
-                proto = comparisons.grid_protocol(
-                    config.dataset,
-                    grid_at(arm, batch),
-                    proto_profile,
-                    final_seeds=None if profile == "smoke" else FINAL_SEEDS,
-                )
+                design = {
+                    "optimizer": spec.optimizer,
+                    "nesterov": bool(spec.options.get("nesterov", False)),
+                    "exclude_1d": bool(spec.options.get("exclude_1d", False)),
+                    "trust_clip": bool(spec.options.get("trust_clip", False)),
+                }
                 out.append(
-                    comparisons.Comparison(f"{arm} · B={batch}", bed, {arm: config}, design, proto)
+                    batch_scaling.tuned_comparison(
+                        bed,
+                        arm,
+                        spec,
+                        BASE_BATCH,
+                        profile=profile,
+                        final_seeds=FINAL_SEEDS,
+                        design=design,
+                    )
                 )
     return out
 
 
 # --------------------------------------------------------------------------------------------
-# part 2: results by batch size, the linear-scaled arm, the monitored reruns
-
-
-def _batch_of(group: str) -> int:
-    return int(group.split("B=")[-1])
-
-
-def _concat(parts: Sequence[TuningResult]) -> TuningResult:
-    """Tuning results of several arms of one batch size as one result."""
-
-    def cat(name: str) -> pd.DataFrame:
-        frames = [getattr(p, name) for p in parts if len(getattr(p, name))]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-    return TuningResult(
-        parts[0].metric, cat("sensitivity"), cat("final"), cat("summary"), cat("curves")
-    )
-
-
-def by_batch(
-    results: Mapping[tuple[str, str], TuningResult], plan: Sequence[comparisons.Comparison]
-) -> dict[tuple[str, str], TuningResult]:
-    """``tune_all``'s per-arm results as one result per (``"B=<batch>"``, testbed) holding every
-    arm -- only batch sizes whose every arm is tuned (the others are still pending)."""
-    groups: dict[tuple[str, str], list[comparisons.Comparison]] = {}
-    for c in plan:
-        groups.setdefault((f"B={c.bed.config.batch_size}", c.bed.name), []).append(c)
-    return {
-        key: _concat([results[c.key] for c in members])
-        for key, members in groups.items()
-        if all(c.key in results for c in members)
-    }
-
-
-def _summary(result: TuningResult, arm: str) -> pd.Series:
-    return result.summary.set_index("arm").loc[arm]
-
-
-def run_stored(
-    configs: Sequence[RunConfig],
-    study: str,
-    *,
-    store: Store | None = None,
-    jobs: int | None = None,
-    progress: bool = True,
-) -> list[dict] | None:
-    """``sweep.run_configs``, or ``None`` while training is forbidden
-    (``LAYERWISE_REQUIRE_STORED``) and some of the runs are not stored yet (*pending*)."""
-    try:
-        return run_configs(configs, study, store=store, jobs=jobs, progress=progress)
-    except MissingRunsError:
-        return None
+# part 2: the linear-scaled arm, the monitored reruns
 
 
 def linear_scaling_configs(
@@ -847,68 +772,7 @@ def linear_scaling_configs(
 ) -> dict[tuple[str, str], list[RunConfig]]:
     """The linear-scaled arm's final runs: ``sgd``'s config at each batch above ``BASE_BATCH``
     with rate ``lr*(B0) * B / B0`` on ``sgd``'s final seeds there."""
-    configs = {}
-    for c in plan:
-        batch, net = c.bed.config.batch_size, c.bed.name
-        key, base_key = (f"B={batch}", net), (f"B={BASE_BATCH}", net)
-        if BASELINE not in c.arms or batch == BASE_BATCH:
-            continue
-        if key not in merged or base_key not in merged:
-            continue
-        lr = _round(float(_summary(merged[base_key], BASELINE)["best_lr"]) * batch / BASE_BATCH)
-        final = merged[key].final
-        seeds = sorted(final.loc[final["arm"] == BASELINE, "seed"].astype(int).unique())
-        configs[key] = [c.arms[BASELINE].replace(lr=lr, seed=s) for s in seeds]
-    return configs
-
-
-def _result_rows(
-    result: TuningResult,
-    base: pd.Series,
-    arm: str,
-    lr: float,
-    records: Sequence[Mapping[str, Any]],
-    score_evals: int,
-) -> TuningResult:
-    """``result`` with ``arm``'s untuned final runs added (summary row, finals, curves)."""
-    column = f"val_{result.metric}"
-    test_col = f"test_{result.metric}"
-    final = records_frame(records).assign(
-        arm=arm, score=[run_score(r, column, score_evals) for r in records]
-    )
-    ok = final[final["status"] == "ok"]
-    mean, low, high = stats.mean_ci(ok[test_col].tolist()) if len(ok) else (math.nan,) * 3
-    row = {
-        "arm": arm,
-        "best_lr": lr,
-        "grid_low": math.nan,
-        "grid_high": math.nan,
-        "grid_points": 0,
-        "tune_seeds": int(base["tune_seeds"]),
-        "spacing": float(base["spacing"]),
-        "interior": bool(base["interior"]),  # the rule's rate is as tuned as sgd's at B0
-        "seeds": len(final),
-        "failures": int((final["status"] != "ok").sum()),
-        "grid_runs": 0,
-        f"{test_col}_mean": mean,
-        f"{test_col}_ci_low": low,
-        f"{test_col}_ci_high": high,
-        f"{column}_best": math.nan,
-    }
-    curves = pd.DataFrame(
-        [
-            {"arm": arm, "seed": r["config"]["seed"], "step": step, column: value}
-            for r in records
-            for step, value in zip(r["curves"]["step"], r["curves"][column], strict=True)
-        ]
-    )
-    return TuningResult(
-        result.metric,
-        result.sensitivity,
-        pd.concat([result.final, final], ignore_index=True),
-        pd.concat([result.summary, pd.DataFrame([row])], ignore_index=True),
-        pd.concat([result.curves, curves], ignore_index=True),
-    )
+    return batch_scaling.scaled_configs(merged, plan, BASELINE, "linear", BASE_BATCH)
 
 
 def add_linear_scaling(
@@ -923,20 +787,17 @@ def add_linear_scaling(
     """``merged`` with the ``sgd linear-scaled`` arm at every batch above ``BASE_BATCH``: the
     rate ``sgd`` chose at ``B0`` times ``B / B0`` (the paper's baseline), rerun on ``sgd``'s
     final seeds.  It counts as tuned where ``sgd`` at ``B0`` is.  Unchanged while pending."""
-    configs = linear_scaling_configs(merged, plan)
-    flat = [c for group in configs.values() for c in group]
-    records = run_stored(flat, study, store=store, jobs=jobs, progress=progress) if flat else []
-    if records is None:
-        return dict(merged)
-    by_key = {r["key"]: r for r in records}
-    score_evals = plan[0].protocol.score_evals if plan else 1
-    out = dict(merged)
-    for key, group in configs.items():
-        base = _summary(merged[(f"B={BASE_BATCH}", key[1])], BASELINE)
-        out[key] = _result_rows(
-            merged[key], base, LINEAR, group[0].lr, [by_key[c.key()] for c in group], score_evals
-        )
-    return out
+    return batch_scaling.add_scaled(
+        merged,
+        plan,
+        study,
+        {LINEAR: BASELINE},
+        "linear",
+        BASE_BATCH,
+        store=store,
+        jobs=jobs,
+        progress=progress,
+    )
 
 
 def monitored_configs(
@@ -947,108 +808,42 @@ def monitored_configs(
     """(arm, config) of final runs at each testbed's largest batch size, rerun with the
     per-tensor monitor on (about 40 points; the monitor only reads, so each is its final run
     again): the first ``seeds`` final seeds of every arm at its chosen rate."""
-    out = []
-    for net in dict.fromkeys(c.bed.name for c in plan):
-        mine = [c for c in plan if c.bed.name == net]
-        largest = max(c.bed.config.batch_size for c in mine)
-        result = merged.get((f"B={largest}", net))
-        if result is None:
-            continue
-        arms = {
-            arm: config
-            for c in mine
-            if c.bed.config.batch_size == largest
-            for arm, config in c.arms.items()
-        }
-        final = result.final
-        for arm, row in result.summary.set_index("arm").iterrows():
-            config = arms[BASELINE if arm == LINEAR else arm]
-            chosen = sorted(final.loc[final["arm"] == arm, "seed"].astype(int).unique())[:seeds]
-            every = max(1, config.steps // 40)
-            out += [
-                (arm, config.replace(lr=float(row["best_lr"]), seed=s, monitor_every=every))
-                for s in chosen
-            ]
-    return out
+    return batch_scaling.monitored_configs(merged, plan, seeds, sources={LINEAR: BASELINE})
+
+
+def _describe(config: Mapping[str, Any]) -> tuple[str, pd.DataFrame]:
+    net = _net_of(config)
+    return net, tensor_table(net)
 
 
 def trust_frame(
     pairs: Sequence[tuple[str, RunConfig]], records: Sequence[Mapping[str, Any]] | None
 ) -> pd.DataFrame:
     """The monitored reruns of :func:`monitored_configs` (``records`` in the same order; ``None``
-    while they are pending gives an empty frame) as a tidy frame: testbed, arm, seed, step,
-    name, label, ndim, quantity (``probes.QUANTITIES``: ``lr`` is the tensor's effective rate,
-    the group's rate times its trust ratio), value."""
-    frames = []
-    for (arm, config), record in zip(pairs, records or [], strict=bool(records)):
-        net = _net_of(record["config"])
-        tensors = tensor_table(net)[["name", "label", "ndim"]]
-        frame = monitor_frame(record["layers"]).merge(tensors, on="name", how="left")
-        frames.append(frame.assign(testbed=net, arm=arm, seed=config.seed))
-    if not frames:
-        return pd.DataFrame(columns="testbed arm seed step name label ndim quantity value".split())
-    return pd.concat(frames, ignore_index=True)
+    while they are pending gives an empty frame) as a tidy frame: testbed, batch size, arm,
+    seed, step, name, label, ndim, quantity (``probes.QUANTITIES``: ``lr`` is the tensor's
+    effective rate, the group's rate times its trust ratio), value."""
+    return batch_scaling.trust_frame(pairs, records, _describe)
 
 
 # --------------------------------------------------------------------------------------------
 # part 2: tables, the two families of comparisons, the answer
 
 
-def _per_seed(result: TuningResult, arm: str) -> pd.Series:
-    rows = result.final[(result.final["arm"] == arm) & (result.final["status"] == "ok")]
-    return rows.set_index("seed")[f"test_{result.metric}"].astype(float)
-
-
 def accuracy_table(merged: Mapping[tuple[str, str], TuningResult]) -> pd.DataFrame:
     """Per testbed, batch size and arm: the rate, whether it is tuned (interior), the final
     seeds that finished and failed, and the test accuracy's mean with its 95% t interval
-    (kept inside [0, 1])."""
-    rows = []
-    for (group, net), result in merged.items():
-        summary = result.summary.set_index("arm")
-        for arm in summary.index:
-            values = _per_seed(result, arm)
-            mean, low, high = (
-                stats.mean_ci(values.tolist(), bounds=(0.0, 1.0))
-                if len(values)
-                else (math.nan,) * 3
-            )
-            rows.append(
-                {
-                    "testbed": net,
-                    "batch_size": _batch_of(group),
-                    "arm": arm,
-                    "best_lr": float(summary.loc[arm, "best_lr"]),
-                    "tuned": bool(summary.loc[arm, "interior"]),
-                    "seeds": len(values),
-                    "failures": int(summary.loc[arm, "failures"]),
-                    "test_acc": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
-    columns = "testbed batch_size arm best_lr tuned seeds failures test_acc ci_low ci_high".split()
-    table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values(["testbed", "batch_size"], kind="stable").reset_index(drop=True)
+    (kept inside [0, 1]; ``batch_scaling.score_table``)."""
+    table = batch_scaling.score_table(merged)
+    return table.drop(columns="metric").rename(columns={"mean": "test_acc"})
 
 
-DROP_COLUMNS = (
-    "testbed arm batch_size change_arm change_baseline tuned effect ci_low ci_high ci_level p "
-    "p_holm p_tost p_tost_holm sd mde sesoi n outcome"
-).split()
-
-
-FAILED = "failed"  # every final run of the arm (or of its baseline) diverged: nothing to pair
-
-
-def _family(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """``stats.compare_family`` over the tuned rows of ``frame`` (one Holm family); rows not
-    tuned are computed alike but kept out of the family and made *inconclusive*."""
-    parts = [stats.compare_family(frame[frame["tuned"]].reset_index(drop=True), alpha=alpha)]
-    if not frame["tuned"].all():
-        untuned = frame[~frame["tuned"]].reset_index(drop=True)
-        parts.append(stats.compare_family(untuned, alpha=alpha).assign(outcome="inconclusive"))
-    return pd.concat([p for p in parts if len(p)])
+def _against(
+    merged: Mapping[tuple[str, str], TuningResult], baseline: str
+) -> list[tuple[str, str]]:
+    """Every arm of ``merged`` paired with ``baseline``."""
+    arms = dict.fromkeys(a for r in merged.values() for a in r.summary["arm"])
+    return [(arm, baseline) for arm in arms if arm != baseline]
 
 
 def drop_contrasts(
@@ -1071,56 +866,17 @@ def drop_contrasts(
     effect of interest is ``sesoi_relative_error`` of the baseline's test error at ``B0``.  A row
     where any of the four rates is not tuned (not interior) stays out of the family and is
     *inconclusive*.  Seeds are those with all four runs finished; a row with none (every final
-    run of the arm, or of the baseline, diverged) stays out of the family as *failed*.
+    run of the arm, or of the baseline, diverged) stays out of the family as *failed*
+    (``batch_scaling.drop_contrasts``).
     """
-    rows, failed = [], []
-    for (group, net), result in merged.items():
-        batch = _batch_of(group)
-        base_result = merged.get((f"B={BASE_BATCH}", net))
-        if batch == BASE_BATCH or base_result is None:
-            continue
-        b_big, b_small = _per_seed(result, baseline), _per_seed(base_result, baseline)
-        for arm in result.summary["arm"]:
-            if arm == baseline:
-                continue
-            small_arm = baseline if arm == LINEAR else arm
-            a_big, a_small = _per_seed(result, arm), _per_seed(base_result, small_arm)
-            seeds = sorted(
-                set(a_big.index) & set(a_small.index) & set(b_big.index) & set(b_small.index)
-            )
-            tuned = all(
-                bool(_summary(r, name)["interior"])
-                for r, name in (
-                    (result, arm),
-                    (base_result, small_arm),
-                    (result, baseline),
-                    (base_result, baseline),
-                )
-            )
-            row = {"testbed": net, "arm": arm, "batch_size": batch, "tuned": tuned}
-            if not seeds:
-                failed.append({**row, "n": 0, "outcome": FAILED})
-                continue
-            change_a = [a_big[s] - a_small[s] for s in seeds]
-            change_b = [b_big[s] - b_small[s] for s in seeds]
-            rows.append(
-                {
-                    **row,
-                    "change_arm": float(np.mean(change_a)),
-                    "change_baseline": float(np.mean(change_b)),
-                    "a": change_a,
-                    "b": change_b,
-                    "sesoi": stats.sesoi_from_error(1.0 - b_small.mean(), sesoi_relative_error),
-                    "larger_is_better": True,
-                    "bounds": (-1.0, 1.0),  # each change lies in [-1, 1]
-                }
-            )
-    parts = [_family(pd.DataFrame(rows), alpha)] if rows else []
-    parts += [pd.DataFrame(failed)] if failed else []
-    if not parts:
-        return pd.DataFrame(columns=DROP_COLUMNS)
-    table = pd.concat(parts, ignore_index=True).reindex(columns=DROP_COLUMNS)
-    return table.sort_values(["testbed", "batch_size"], kind="stable").reset_index(drop=True)
+    return batch_scaling.drop_contrasts(
+        merged,
+        _against(merged, baseline),
+        BASE_BATCH,
+        at_base={LINEAR: baseline},
+        sesoi_relative_error=sesoi_relative_error,
+        alpha=alpha,
+    )
 
 
 def compare_levels(
@@ -1131,66 +887,16 @@ def compare_levels(
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """``comparisons.compare`` of every arm against ``baseline`` at the same batch size (one
-    Holm family), with a ``testbed`` row per arm whose final runs all diverged -- outcome
-    *failed*, outside the family, since there is nothing to pair -- and, where the baseline's
-    all diverged, a *failed* row for every arm of that batch size."""
-    kept, failed = {}, []
-    for (group, net), result in merged.items():
-        ok = result.final[result.final["status"] == "ok"]
-        summary = result.summary.set_index("arm")
-        dead = [a for a in summary.index if not (ok["arm"] == a).any()]
-        if baseline in dead:
-            dead = list(summary.index.drop(baseline))
-        for arm in dead:
-            failed.append(
-                {
-                    "group": group,
-                    "testbed": net,
-                    "arm": arm,
-                    "best_lr": float(summary.loc[arm, "best_lr"]),
-                    "tuned": bool(summary.loc[arm, "interior"]),
-                    "n": 0,
-                    "outcome": FAILED,
-                }
-            )
-        if baseline not in dead and len(dead) < len(summary) - 1:
-            keep = ~result.final["arm"].isin(dead)
-            kept[(group, net)] = dataclasses.replace(
-                result,
-                final=result.final[keep],
-                summary=result.summary[~result.summary["arm"].isin(dead)],
-                curves=result.curves[~result.curves["arm"].isin(dead)]
-                if len(result.curves)
-                else result.curves,
-            )
-    table = comparisons.compare(
-        kept, baseline=baseline, sesoi_relative_error=sesoi_relative_error, alpha=alpha
+    Holm family, ``batch_scaling.compare_pairs``), with a ``testbed`` row per arm whose final
+    runs all diverged -- outcome *failed*, outside the family, since there is nothing to pair
+    -- and, where the baseline's all diverged, a *failed* row for every arm of that batch
+    size."""
+    return batch_scaling.compare_pairs(
+        merged,
+        _against(merged, baseline),
+        sesoi_relative_error=sesoi_relative_error,
+        alpha=alpha,
     )
-    if failed:
-        table = pd.concat([table, pd.DataFrame(failed)], ignore_index=True)
-    order = table["group"].map(_batch_of) if len(table) else table["group"]
-    return (
-        table.assign(_b=order)
-        .sort_values(["testbed", "_b"], kind="stable")
-        .drop(columns="_b")
-        .reset_index(drop=True)
-    )
-
-
-def _fmt(row: Mapping[str, Any] | pd.Series) -> str:
-    return stats.format_ci(row["effect"], row["ci_low"], row["ci_high"])
-
-
-def _num(values: pd.Series, spec: str) -> pd.Series:
-    """``values`` formatted with ``spec``, ``-`` where a value is missing (a failed row)."""
-    return values.map(lambda v: "-" if pd.isna(v) else format(v, spec))
-
-
-def _outcomes(frame: pd.DataFrame) -> list[str]:
-    return [
-        o if t or o == FAILED else f"{o} (not tuned)"
-        for o, t in zip(frame["outcome"], frame["tuned"], strict=True)
-    ]
 
 
 def drop_verdict_table(drops: pd.DataFrame) -> pd.DataFrame:
@@ -1198,21 +904,7 @@ def drop_verdict_table(drops: pd.DataFrame) -> pd.DataFrame:
     change of the arm's and of tuned SGD's test accuracy from ``BASE_BATCH``, the contrast with
     its interval at the level that matches its outcome, the minimum detectable effect beside the
     smallest effect of interest, and the outcome (*not tuned* where a rate is not interior)."""
-    return pd.DataFrame(
-        {
-            "testbed": drops["testbed"],
-            "arm": drops["arm"],
-            "B": drops["batch_size"],
-            "arm change": _num(drops["change_arm"], "+.3f"),
-            "sgd change": _num(drops["change_baseline"], "+.3f"),
-            "contrast [CI]": [_fmt(r) for _, r in drops.iterrows()],
-            "CI level": _num(drops["ci_level"], ".3f"),
-            "MDE": _num(drops["mde"], ".3f"),
-            "SESOI": _num(drops["sesoi"], ".3f"),
-            "seeds": drops["n"],
-            "outcome": _outcomes(drops),
-        }
-    )
+    return batch_scaling.drop_verdict_table(drops, BASELINE)
 
 
 def level_verdict_table(levels: pd.DataFrame) -> pd.DataFrame:
@@ -1221,43 +913,25 @@ def level_verdict_table(levels: pd.DataFrame) -> pd.DataFrame:
     interval, MDE, SESOI, outcome, and the steps the arm needs to reach SGD's final validation
     score on the same seed (geometric-mean ratio; < 1: faster; ``n never``: seeds that never
     got there)."""
+    return batch_scaling.level_verdict_table(levels, BASELINE)
 
-    def ratio(row: pd.Series) -> str:
-        never = row["time_never"]
-        note = f", {int(never)} never" if pd.notna(never) and never else ""
-        low, high = row["time_ratio_low"], row["time_ratio_high"]
-        return stats.format_ci(row["time_ratio"], low, high, 2) + note
 
-    return pd.DataFrame(
-        {
-            "testbed": levels["testbed"],
-            "B": levels["group"].map(_batch_of),
-            "arm": levels["arm"],
-            "best lr": _num(levels["best_lr"], ".3g"),
-            "sgd acc": _num(levels["baseline_mean"], ".3f"),
-            "arm acc": _num(levels["arm_mean"], ".3f"),
-            "effect [CI]": [_fmt(r) for _, r in levels.iterrows()],
-            "CI level": _num(levels["ci_level"], ".3f"),
-            "MDE": _num(levels["mde"], ".3f"),
-            "SESOI": _num(levels["sesoi"], ".3f"),
-            "outcome": _outcomes(levels),
-            "steps to sgd's score": [ratio(r) for _, r in levels.iterrows()],
-        }
-    )
+_VERDICT_1B = {
+    "reproduced": "**reproduced**: LARS loses less accuracy than SGD with its rate retuned",
+    "partly reproduced": (
+        "**partly reproduced**: LARS loses less than retuned SGD at some batch sizes"
+    ),
+    "not reproduced": (
+        "**not reproduced**: LARS loses no less accuracy than SGD with its rate retuned at "
+        "every batch size -- what Nado et al. (2021) found"
+    ),
+    "undecided": "**undecided**: the design could not tell at every batch size",
+}
 
 
 def _verdict_1b(outcomes: Sequence[str]) -> str:
     """Claim 1b from LARS's drop-contrast outcomes at the batch sizes >= 4096."""
-    if outcomes and all(o == "better" for o in outcomes):
-        return "**reproduced**: LARS loses less accuracy than SGD with its rate retuned"
-    if "better" in outcomes:
-        return "**partly reproduced**: LARS loses less than retuned SGD at some batch sizes"
-    if outcomes and all(o in ("equivalent", "worse", FAILED) for o in outcomes):
-        return (
-            "**not reproduced**: LARS loses no less accuracy than SGD with its rate retuned at "
-            "every batch size -- what Nado et al. (2021) found"
-        )
-    return "**undecided**: the design could not tell at every batch size"
+    return _VERDICT_1B[batch_scaling.verdict_of(outcomes)]
 
 
 def answer_batch_scaling(drops: pd.DataFrame, levels: pd.DataFrame) -> str:
@@ -1277,7 +951,7 @@ def answer_batch_scaling(drops: pd.DataFrame, levels: pd.DataFrame) -> str:
         detail = "; ".join(
             f"B={r.batch_size}: {r.outcome}"
             + (
-                f", {_fmt(r._asdict())} (MDE {r.mde:.3f}, SESOI {r.sesoi:.3f})"
+                f", {batch_scaling.effect_text(r._asdict())} (MDE {r.mde:.3f}, SESOI {r.sesoi:.3f})"
                 if r.outcome != FAILED
                 else " (every final run diverged)"
             )
@@ -1297,8 +971,8 @@ def answer_batch_scaling(drops: pd.DataFrame, levels: pd.DataFrame) -> str:
             lines.append(f"  - {arm}, drop contrast against tuned SGD: {parts}.")
         mine = levels[levels["testbed"] == net] if len(levels) else levels
         if len(mine):
-            largest = mine["group"].map(_batch_of).max()
-            top = mine[mine["group"].map(_batch_of) == largest]
+            largest = mine["group"].map(batch_scaling.batch_of).max()
+            top = mine[mine["group"].map(batch_scaling.batch_of) == largest]
             parts = ", ".join(
                 f"{r.arm} {r.outcome}"
                 + (
@@ -1354,80 +1028,16 @@ def plot_ratio_curves(frame: pd.DataFrame) -> plt.Figure:
 
 
 def plot_accuracy_vs_batch(table: pd.DataFrame) -> plt.Figure:
-    """Test accuracy against batch size per arm, mean with its 95% interval over the final
-    seeds, one panel per testbed; a hollow marker is an arm whose rate is not tuned, a cross at
-    the bottom an arm whose every final run diverged."""
-    from ..harness.plots import panel_grid
-
-    nets = list(dict.fromkeys(table["testbed"]))
-    fig, axes = panel_grid(max(1, len(nets)), ncols=3, size=4.5)
-    arms = list(dict.fromkeys(table["arm"]))
-    palette = dict(zip(arms, sns.color_palette("tab10", len(arms)), strict=True))
-    for ax, net in zip(axes, nets, strict=False):
-        rows = table[table["testbed"] == net]
-        floor = rows["ci_low"].min() if rows["ci_low"].notna().any() else 0.0
-        for i, arm in enumerate(arms):
-            mine = rows[rows["arm"] == arm].sort_values("batch_size")
-            if not len(mine):
-                continue
-            x = mine["batch_size"] * 1.04 ** (i - len(arms) / 2)  # spread the arms apart
-            low = (mine["test_acc"] - mine["ci_low"]).fillna(0)
-            high = (mine["ci_high"] - mine["test_acc"]).fillna(0)
-            ax.errorbar(
-                x,
-                mine["test_acc"],
-                yerr=[low, high],
-                color=palette[arm],
-                lw=1,
-                capsize=2,
-                label=arm,
-            )
-            ax.scatter(
-                x,
-                mine["test_acc"],
-                color=[palette[arm] if t else "white" for t in mine["tuned"]],
-                edgecolor=palette[arm],
-                zorder=3,
-                s=18,
-            )
-            dead = mine[mine["seeds"] == 0]  # every final run diverged: a cross on the floor
-            if len(dead):
-                ax.scatter(x[dead.index], np.full(len(dead), floor), marker="x", color=palette[arm])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(rows["batch_size"].unique()))
-        ax.set_xticklabels([str(b) for b in sorted(rows["batch_size"].unique())])
-        ax.set(xlabel="batch size", ylabel="test accuracy (95% CI)", title=net)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    """Test accuracy against batch size per arm (:func:`accuracy_table`), mean with its 95%
+    interval over the final seeds, one panel per testbed; a hollow marker is an arm whose rate
+    is not tuned, a cross at the bottom an arm whose every final run diverged
+    (``batch_scaling.plot_metric_vs_batch``)."""
+    frame = table.rename(columns={"test_acc": "mean"}).assign(metric="test_acc")
+    return batch_scaling.plot_metric_vs_batch(frame)
 
 
 def plot_rates(frame: pd.DataFrame, quantity: str = "lr") -> plt.Figure:
     """A monitored quantity (``lr``: each tensor's effective rate; ``trust_ratio``) against the
-    step, one panel per arm, one line per tensor (median over seeds, log axis)."""
-    from ..harness.plots import panel_grid
-
-    rows = frame[frame["quantity"] == quantity]
-    rows = rows[np.isfinite(rows["value"].astype(float)) & (rows["value"] > 0)]
-    panels = list(dict.fromkeys(zip(rows["testbed"], rows["arm"], strict=True)))
-    fig, axes = panel_grid(max(1, len(panels)), ncols=3, size=3.8)
-    for ax, (net, arm) in zip(axes, panels, strict=False):
-        mine = rows[(rows["testbed"] == net) & (rows["arm"] == arm)]
-        curves = mine.groupby(["label", "ndim", "step"], sort=False)["value"].median()
-        palette = sns.color_palette("viridis", mine["label"].nunique())
-        for colour, ((label, ndim), curve) in zip(
-            palette, curves.groupby(level=[0, 1], sort=False), strict=False
-        ):
-            ax.plot(
-                curve.index.get_level_values("step"),
-                curve.to_numpy(),
-                ls="-" if ndim >= 2 else "--",
-                lw=1,
-                color=colour,
-                label=label,
-            )
-        ax.set(yscale="log", xlabel="step", ylabel=quantity)
-        ax.set_title(f"{arm} ({net})", fontsize=9)
-        ax.legend(fontsize=6, ncols=2)
-    fig.tight_layout()
-    return fig
+    step, one panel per arm, one line per tensor (median over seeds, log axis;
+    ``batch_scaling.plot_rates``)."""
+    return batch_scaling.plot_rates(frame, quantity)
