@@ -32,6 +32,7 @@ from ._validate import check_choice, check_number, check_options, check_positive
 from .layers import KINDS
 
 __all__ = [
+    "ROLES",
     "RULES",
     "ByKind",
     "Discriminative",
@@ -41,6 +42,7 @@ __all__ = [
     "Rule",
     "RuleLike",
     "Uniform",
+    "WidthRoles",
     "as_rule",
     "register_rule",
     "rule_from_spec",
@@ -324,12 +326,97 @@ def _mup_class(row: Any, width: int) -> tuple[str, bool]:
     return "input", fan_out
 
 
+ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "fixed")
+
+
+@register_rule("width_roles")
+@dataclasses.dataclass(frozen=True)
+class WidthRoles(Rule):
+    """Per-role rates that scale with width, on a model in the standard parametrisation (SP).
+
+    Every trainable tensor gets a *role* from its shape (the weight classes of Tensor Programs
+    V, Yang et al. 2021, arXiv:2203.03466, Table 3, read as in :class:`MuP`), and the multiplier
+    ``m_row = factors[role] * (width / base_width) ** exponents[role]`` (a role left out: factor
+    1, exponent 0).  Roles:
+
+    * ``input``: weights of two or more dimensions whose fan-in is fixed and fan-out grows with
+      width -- an embedding, the first dense layer, a transformer's position embedding;
+    * ``hidden``: matrices whose fan-in and fan-out both grow;
+    * ``output``: the readout ``head.weight``;
+    * ``vector``: 1-D tensors whose size grows with width (biases of input and hidden layers,
+      norm gains and shifts);
+    * ``fixed``: 1-D tensors of a fixed size (the head's bias).
+
+    Written relative to ``base_width``, every rule equals SP's single rate at ``width ==
+    base_width``.  Examples (``m = width / base_width``):
+
+    * Everett et al. 2024 ("Scaling Exponents Across Parameterizations and Optimizers",
+      arXiv:2407.05872), SP with per-layer Adam rates: embedding O(1), hidden O(1/width),
+      readout O(1/width) -- ``exponents={"hidden": -1, "output": -1}``;
+    * Table 3's SGD rates on an SP initialisation (input and width-sized biases ``x m``, hidden
+      ``x 1``, readout ``x 1/m``) -- ``exponents={"input": 1, "vector": 1, "output": -1}``;
+    * Kalra & Barkeshli 2026 (arXiv:2605.21486), SP with only the embedding's rate raised by the
+      width factor -- ``exponents={"input": 1}``;
+    * one role's rate times ``2^k`` at any width -- ``factors={"output": 2**k}``.
+
+    ``width`` is the model width (default: the fan-in of ``head.weight``, as :class:`MuP`
+    finds it).  Unlike :class:`MuP` it does not ask for a model prepared by ``mup.to_mup``: it
+    is meant for SP models (on a muP model ``head.weight`` is still the ``output`` role).
+    """
+
+    base_width: int
+    exponents: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    factors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("base_width", self.base_width)
+        if self.width is not None:
+            check_positive("width", self.width)
+        object.__setattr__(self, "exponents", dict(self.exponents))
+        object.__setattr__(self, "factors", dict(self.factors))
+        for role, e in self.exponents.items():
+            check_choice("width role", role, ROLES)
+            check_number(f"WidthRoles exponent for {role!r}", e, -4, 4)
+        for role, f in self.factors.items():
+            check_choice("width role", role, ROLES)
+            check_positive(f"WidthRoles factor for {role!r}", f)
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description: ``base_width``, and ``exponents``, ``factors`` and ``width``
+        only where they are set (so equal rules give equal specs); inverted by
+        :func:`rule_from_spec`."""
+        spec = super().spec()
+        return {k: v for k, v in spec.items() if v not in (None, {})}
+
+    def roles(self, table: pd.DataFrame) -> list[str]:
+        """The role of every row (see the class docstring)."""
+        width = MuP(self.base_width, width=self.width).model_width(table)
+        out = []
+        for row in table.itertuples(index=False):
+            cls, fan_out_grows = _mup_class(row, width)
+            if len(tuple(row.shape)) < 2:
+                out.append("vector" if fan_out_grows else "fixed")
+            else:
+                out.append(cls)
+        return out
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        """``factors[role] * (width / base_width) ** exponents[role]`` for every row."""
+        m = MuP(self.base_width, width=self.width).model_width(table) / self.base_width
+        return [
+            float(self.factors.get(r, 1.0) * m ** self.exponents.get(r, 0.0))
+            for r in self.roles(table)
+        ]
+
+
 def rule_from_spec(spec: Mapping[str, Any]) -> RuleLike:
     """The rule a JSON-able spec names, e.g. ``{"name": "layer_decay", "decay": 0.8}``.
 
     Names: ``uniform``; ``discriminative`` (``factor``, ``toward``); ``layer_decay``
     (``decay``); ``by_kind`` (``multipliers``: kind -> multiplier); ``mup`` (``base_width``,
-    ``optimizer``, ``width``); plus any rule registered with :func:`register_rule`.
+    ``optimizer``, ``width``); ``width_roles`` (``base_width``, ``exponents``, ``factors``,
+    ``width``); plus any rule registered with :func:`register_rule`.
     """
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise ValueError(f"a rule spec is a dict with a 'name' key, got {spec!r}")

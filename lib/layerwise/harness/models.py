@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_choice, check_int, check_options, check_positive
+from ..mup import to_mup
 from . import data as _data
 
 __all__ = ["MODELS", "build", "default_options"]
@@ -452,10 +453,12 @@ MODELS: tuple[str, ...] = tuple(_DEFAULTS)
 
 # Options beyond the sizes, per family; absent means the behaviour every stored run had.
 _STRUCTURAL = {
-    "mlp": {"residual"},  # False: plain stack; True: h + relu(W h) after the first layer
+    # mlp and transformer: "mup_base_width" (absent: SP) prepares the model by mup.to_mup
+    "mlp": {"residual", "mup_base_width"},  # residual False: plain stack; True: h + relu(W h)
     "cnn": {"kernel", "batchnorm"},  # image convolutions' side, odd (3); batch norm (False)
     "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
     "lstm": {"readout"},
+    "transformer": {"mup_base_width"},
 }
 _READOUTS = ("final", "all")
 
@@ -509,8 +512,13 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     ``hybrid``: ``width``, ``heads`` only (no depth); ``transformer``: ``heads``, ``patch``
     (patch length or side), ``block`` (text context), ``tie`` (tie head to the token
     embedding), ``attn_scale`` (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``:
-    PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).  Missing
-    options take ``default_options(name, dataset)``.
+    PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).
+    ``mlp`` and ``transformer``: ``mup_base_width`` (absent: the standard parametrisation) builds
+    the model in muP (Yang et al. 2021, Tensor Programs V): the SP draw is rescaled and the head
+    becomes a readout with multiplier ``base_width / width`` by ``layerwise.mup.to_mup`` (a
+    transformer must then use ``attn_scale="inverse"`` and ``init="torch"``); train it with the
+    rule ``{"name": "mup", "base_width": ..., "optimizer": ...}``.  Missing options take
+    ``default_options(name, dataset)``.
     """
     check_choice("model", name, MODELS)
     if isinstance(dataset, _data.Dataset):
@@ -539,7 +547,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
             raise ValueError(f"mlp residual must be True or False, got {residual!r}")
         if residual and o["depth"] < 2:
             raise ValueError(f"mlp residual=True needs depth >= 2, got depth {o['depth']!r}")
-        return MLP(spec, o["width"], o["depth"], o.get("context", 8), embed, residual)
+        model = MLP(spec, o["width"], o["depth"], o.get("context", 8), embed, residual)
+        return _parametrise(model, o.get("mup_base_width"))
     if name == "cnn":
         kernel = o.get("kernel", 3)
         if "kernel" in o:
@@ -560,7 +569,7 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         bidir = o.get("bidirectional", False)
         readout = o.get("readout", "final")
         return Recurrent(spec, name, o["width"], o["depth"], embed, bidir, readout)
-    return Transformer(
+    model = Transformer(
         spec,
         o["width"],
         o["depth"],
@@ -571,3 +580,15 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         o["attn_scale"],
         o["init"],
     )
+    return _parametrise(model, o.get("mup_base_width"))
+
+
+def _parametrise(model: nn.Module, mup_base_width: object) -> nn.Module:
+    """``model`` as built (SP) when ``mup_base_width`` is ``None``, else prepared for muP by
+    ``layerwise.mup.to_mup(model, mup_base_width)`` (which refuses what it cannot make muP)."""
+    if mup_base_width is None:
+        return model
+    if isinstance(mup_base_width, bool) or not isinstance(mup_base_width, int):
+        raise ValueError(f"mup_base_width must be a whole number >= 1, got {mup_base_width!r}")
+    check_positive("mup_base_width", mup_base_width)
+    return to_mup(model, mup_base_width)
