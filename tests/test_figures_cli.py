@@ -120,3 +120,28 @@ def test_fresh_with_a_temporary_smoke_store_deletes_nothing(tmp_path, monkeypatc
     monkeypatch.delenv("LAYERWISE_RESULTS", raising=False)
     assert figures.discard_stored_runs("01_a", "smoke", root) is None
     assert project_runs.is_dir() and "temporary store" in capsys.readouterr().out
+
+
+def test_verdict_text_joins_every_verdict_cell_in_order(tmp_path):
+    def cell(source, text=None, markdown=None):
+        c = nbformat.v4.new_code_cell(source)
+        if text:
+            c.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=text))
+        if markdown:
+            c.outputs.append(
+                nbformat.v4.new_output("display_data", data={"text/markdown": markdown})
+            )
+        return c
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            cell("# NBVAL_CHECK_OUTPUT\nprint(a)", text="first table\n"),
+            cell("print(b)", text="not a verdict\n"),
+            cell("# NBVAL_CHECK_OUTPUT\nprint(c)", text="second table\n", markdown="- answer"),
+        ]
+    )
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, path)
+    printed, markdown = figures.verdict_text(path)
+    assert printed == "first table\n\nsecond table"
+    assert markdown == "- answer"

@@ -138,23 +138,23 @@ def run_notebooks(
 
 
 def verdict_text(path: Path) -> tuple[str, str]:
-    """The verdict cell's output (the cell marked NBVAL_CHECK_OUTPUT): its printed text and
-    the Markdown it displays (a study's answer sentences)."""
+    """The verdict cells' output (every cell marked NBVAL_CHECK_OUTPUT, in order): their
+    printed text and the Markdown they display (a study's answer sentences)."""
     import nbformat
 
+    printed, markdown = [], []
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
-            printed = "".join(
-                o.get("text", "") for o in cell.outputs if o["output_type"] == "stream"
-            )
-            markdown = "\n".join(
+            text = "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+            if text.strip():
+                printed.append(text.rstrip("\n"))
+            markdown += [
                 o["data"]["text/markdown"]
                 for o in cell.outputs
                 if o["output_type"] in ("display_data", "execute_result")
                 and "text/markdown" in o.get("data", {})
-            )
-            return printed, markdown
-    return "", ""
+            ]
+    return "\n\n".join(printed), "\n".join(markdown)
 
 
 def readme_verdicts(root: Path) -> str:
