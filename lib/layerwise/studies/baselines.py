@@ -180,9 +180,10 @@ def recipe_table(runs: pd.DataFrame, profile: str = "full") -> pd.DataFrame:
     number and tolerance, ours on the published test split (mean, 95% interval over seeds,
     kept inside the metric's range), the verdict, and -- on MNIST-1D -- the mean on the
     10,000 freshly generated test examples (``fresh_test``)."""
+    configs = recipe_configs(profile)  # built once, not once per recipe
     rows = []
     for recipe, bed in _recipes(profile):
-        keys = {c.key() for c in recipe_configs(profile)[recipe.testbed]}
+        keys = {c.key() for c in configs[recipe.testbed]}
         mine = runs[runs["key"].isin(keys)]
         ok = mine[mine["status"] == "ok"]
         ok = ok if recipe.metric in ok else ok.assign(**{recipe.metric: math.nan})
