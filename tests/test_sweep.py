@@ -71,6 +71,19 @@ def test_require_stored_lists_missing_runs_without_training(tmp_path, tiny_confi
     assert all(c.key() in str(err.value) for c in configs)
 
 
+def test_run_stored_is_pending_only_while_a_forbidden_run_is_missing(
+    tmp_path, tiny_config, monkeypatch
+):
+    calls = _counting(monkeypatch)
+    store = Store(tmp_path)
+    configs = sweep.grid(tiny_config, seed=[0, 1])
+    stored = sweep.run_configs(configs[:1], "s", store=store, jobs=1, progress=False)
+    monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
+    assert sweep.run_stored(configs, "s", store=store, jobs=1, progress=False) is None
+    assert sweep.run_stored(configs[:1], "s", store=store, jobs=1, progress=False) == stored
+    assert len(calls) == 1  # the pending call trained nothing
+
+
 @pytest.mark.slow  # starts worker processes
 def test_process_pool_gives_the_same_records_as_inline(tmp_path, tiny_config):
     configs = sweep.grid(tiny_config, seed=[0, 1])

@@ -46,7 +46,7 @@ from ..probes import monitor_frame
 from . import comparisons, stats
 from .config import RunConfig
 from .store import Store, records_frame
-from .sweep import MissingRunsError, run_configs
+from .sweep import run_stored
 from .testbeds import Testbed
 from .tuning import TuningResult, run_score
 
@@ -73,7 +73,6 @@ __all__ = [
     "plot_metric_vs_batch",
     "plot_rates",
     "round_rate",
-    "run_stored",
     "scaled_configs",
     "scaled_rate",
     "score_table",
@@ -312,22 +311,6 @@ def _base_of(base_batch: int | Mapping[str, int], testbed: str) -> int:
     if isinstance(base_batch, Mapping):
         return int(base_batch[check_choice("testbed", testbed, base_batch)])
     return int(base_batch)
-
-
-def run_stored(
-    configs: Sequence[RunConfig],
-    study: str,
-    *,
-    store: Store | None = None,
-    jobs: int | None = None,
-    progress: bool = True,
-) -> list[dict] | None:
-    """``sweep.run_configs``, or ``None`` while training is forbidden
-    (``LAYERWISE_REQUIRE_STORED``) and some of the runs are not stored yet (*pending*)."""
-    try:
-        return run_configs(configs, study, store=store, jobs=jobs, progress=progress)
-    except MissingRunsError:
-        return None
 
 
 def scaled_configs(

@@ -37,7 +37,7 @@ from ._lifeline import die_with_parent
 from .config import RunConfig
 from .store import Claim, Store
 
-__all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "worker_pool"]
+__all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "run_stored", "worker_pool"]
 
 CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
 
@@ -131,6 +131,22 @@ def run_configs(
         for record in _execute(todo, study, store, jobs, executor, progress):
             found[record["key"]] = record
     return [found[c.key()] for c in configs]  # type: ignore[misc]
+
+
+def run_stored(
+    configs: Iterable[RunConfig],
+    study: str,
+    *,
+    store: Store | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> list[dict] | None:
+    """:func:`run_configs`, or ``None`` while training is forbidden (``LAYERWISE_REQUIRE_STORED``)
+    and some of the runs are not stored yet: the caller shows them as *pending*."""
+    try:
+        return run_configs(configs, study, store=store, jobs=jobs, progress=progress)
+    except MissingRunsError:
+        return None
 
 
 @contextlib.contextmanager

@@ -72,9 +72,10 @@ import torch
 
 from .._validate import check_choice
 from ..harness import batch_scaling, comparisons, data, models, testbeds
-from ..harness.batch_scaling import FAILED, Arm, Budget, by_batch, check_batch, run_stored
+from ..harness.batch_scaling import FAILED, Arm, Budget, by_batch, check_batch
 from ..harness.config import RunConfig
 from ..harness.store import Store
+from ..harness.sweep import run_stored
 from ..harness.testbeds import Testbed
 from ..harness.tuning import TuningResult
 

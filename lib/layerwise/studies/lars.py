@@ -86,9 +86,10 @@ from matplotlib.ticker import NullFormatter
 
 from .._validate import check_choice
 from ..harness import batch_scaling, comparisons, data, models, testbeds
-from ..harness.batch_scaling import DROP_COLUMNS, FAILED, Arm, by_batch, check_batch, run_stored
+from ..harness.batch_scaling import DROP_COLUMNS, FAILED, Arm, by_batch, check_batch
 from ..harness.config import RunConfig
 from ..harness.store import Store
+from ..harness.sweep import run_stored
 from ..harness.testbeds import Testbed
 from ..harness.tuning import TuningResult
 from ..layers import layer_table
