@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -96,3 +97,25 @@ def test_lr_sensitivity_gives_a_level_the_same_colour_in_every_panel():
         )
     assert colours[0]["x1"] == colours[1]["x1"] and colours[0]["x4"] == colours[1]["x4"]
     assert len(set(colours[0].values())) == 3
+
+
+def test_tensor_lines_draw_the_median_over_seeds_of_each_tensor_in_model_order():
+    rows = pd.DataFrame(
+        [
+            {"label": label, "ndim": ndim, "step": step, "seed": seed, "v": base * step + seed}
+            for label, ndim, base in [("fc1.w", 2, 1.0), ("fc1.b", 1, 10.0), ("head.w", 2, 100.0)]
+            for step in (1, 2, 3)
+            for seed in (0, 1, 5)  # median over seeds adds 1
+        ]
+    )
+    fig, ax = plt.subplots()
+    plots.tensor_lines(ax, rows, "step", "v")
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["fc1.w", "fc1.b", "head.w"]
+    assert [line.get_linestyle() for line in lines] == ["-", "--", "-"]
+    np.testing.assert_allclose(lines[2].get_ydata(), [101, 201, 301])
+    np.testing.assert_allclose(lines[0].get_xdata(), [1, 2, 3])
+    # colours run through the palette in the model's order: the first tensor darkest
+    lightness = [np.mean(mcolors.to_rgb(line.get_color())) for line in lines]
+    assert lightness == sorted(lightness)
+    plt.close(fig)

@@ -974,7 +974,7 @@ def plot_rates(
     size, when the frame holds several), one line per tensor (median over seeds, log axis),
     coloured in the model's order (dark: the input end); 1-D tensors dashed.  A legend names
     the tensors where there are at most 16."""
-    from .plots import panel_grid
+    from .plots import panel_grid, tensor_lines
 
     rows = frame[frame["quantity"] == quantity]
     rows = rows[np.isfinite(rows["value"].astype(float)) & (rows["value"] > 0)]
@@ -984,19 +984,7 @@ def plot_rates(
     fig, axes = panel_grid(max(1, len(panels)), ncols=ncols, size=3.8)
     for ax, panel in zip(axes, panels, strict=False):
         mine = rows[np.logical_and.reduce([rows[k] == v for k, v in zip(keys, panel, strict=True)])]
-        curves = mine.groupby(["label", "ndim", "step"], sort=False)["value"].median()
-        palette = sns.color_palette("viridis", mine["label"].nunique())
-        for colour, ((label, ndim), curve) in zip(
-            palette, curves.groupby(level=[0, 1], sort=False), strict=False
-        ):
-            ax.plot(
-                curve.index.get_level_values("step"),
-                curve.to_numpy(),
-                ls="-" if ndim >= 2 else "--",
-                lw=1,
-                color=colour,
-                label=label,
-            )
+        tensor_lines(ax, mine, "step", "value")
         ax.set(yscale="log", xlabel="step", ylabel=ylabel or quantity)
         net, arm = panel[0], panel[-1]
         title = f"{arm} ({net}, B={panel[1]})" if several else f"{arm} ({net})"

@@ -19,6 +19,7 @@ __all__ = [
     "learning_curves",
     "lr_sensitivity",
     "panel_grid",
+    "tensor_lines",
 ]
 
 METRIC_LABELS = {
@@ -239,3 +240,23 @@ def effect_vs_factor(
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def tensor_lines(ax: plt.Axes, rows: pd.DataFrame, x: str, value: str) -> None:
+    """One line per tensor on ``ax``: the median over seeds of ``rows[value]`` against
+    ``rows[x]``, coloured in the model's order (dark: the input end); weight matrices and
+    kernels solid, 1-D tensors (biases, norm scales) dashed.  ``rows`` has the columns
+    ``label`` (the tensor) and ``ndim``, tensors in the model's order."""
+    curves = rows.groupby(["label", "ndim", x], sort=False)[value].median()
+    palette = sns.color_palette("viridis", rows["label"].nunique())
+    tensors = curves.groupby(level=[0, 1], sort=False)
+    for colour, ((label, ndim), curve) in zip(palette, tensors, strict=False):
+        solid = ndim >= 2
+        ax.plot(
+            curve.index.get_level_values(x),
+            curve.to_numpy(),
+            ls="-" if solid else "--",
+            lw=1.2 if solid else 0.8,
+            color=colour,
+            label=label,
+        )

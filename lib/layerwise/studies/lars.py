@@ -80,7 +80,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib.ticker import NullFormatter
 
@@ -1000,26 +999,14 @@ def answer_batch_scaling(drops: pd.DataFrame, levels: pd.DataFrame) -> str:
 def plot_ratio_curves(frame: pd.DataFrame) -> plt.Figure:
     """``||w|| / ||g||`` of every tensor against epochs (both axes log), median over seeds, one
     panel per network and batch size; weight tensors solid, 1-D tensors dashed."""
-    from ..harness.plots import panel_grid
+    from ..harness.plots import panel_grid, tensor_lines
 
     keys = list(dict.fromkeys(zip(frame["net"], frame["batch_size"], strict=True)))
     fig, axes = panel_grid(max(1, len(keys)), ncols=2, size=4.2)
     for ax, (net, batch) in zip(axes, keys, strict=False):
         rows = frame[(frame["net"] == net) & (frame["batch_size"] == batch)]
         rows = rows[np.isfinite(rows["ratio"]) & (rows["ratio"] > 0)]
-        curves = rows.groupby(["label", "ndim", "epoch"], sort=False)["ratio"].median()
-        palette = sns.color_palette("viridis", rows["label"].nunique())
-        for colour, ((label, ndim), curve) in zip(
-            palette, curves.groupby(level=[0, 1], sort=False), strict=False
-        ):
-            ax.plot(
-                curve.index.get_level_values("epoch"),
-                curve.to_numpy(),
-                ls="-" if ndim >= 2 else "--",
-                lw=1.2 if ndim >= 2 else 0.8,
-                color=colour,
-                label=label,
-            )
+        tensor_lines(ax, rows, "epoch", "ratio")
         ax.set(xscale="log", yscale="log", xlabel="epoch", ylabel="||w|| / ||g||")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{net}, B={batch}", fontsize=10)
