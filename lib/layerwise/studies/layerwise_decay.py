@@ -1,14 +1,16 @@
 """Study 05: layer-wise learning-rate decay (LLRD), trained from scratch, under protocol v2.
 
-ELECTRA (Clark et al. 2020) and BEiT (Bao et al. 2022) fine-tune with the head at the base rate
-and every block below it ``xi`` times slower than the block above (``rules.LayerDecay``)::
+ELECTRA (Clark et al. 2020, arXiv:2003.10555) and BEiT (Bao et al. 2022, arXiv:2106.08254)
+fine-tune with the head at the base rate and every block below it ``xi`` times slower than the
+block above (``rules.LayerDecay``)::
 
     eta_d = eta * xi ** (D - d),   0 < xi <= 1,
 
 with ``d`` a block's depth (0: the input layer -- embeddings or patch projection; one step per
 transformer block or plain layer; the head at the top ``D``).  Their factors: 0.8 (ELECTRA
-base), 0.9 (ELECTRA large), 0.65-0.9 (BEiT); Zhang et al. (2021) use 0.95 and report that the
-gain of such stabilisers shrinks once fine-tuning runs longer (``docs/references.md#claim-4``).
+base), 0.9 (ELECTRA large), 0.65-0.9 (BEiT); Zhang et al. (2021, arXiv:2006.05987) use 0.95 and
+report that the gain of such stabilisers shrinks once fine-tuning runs longer
+(``docs/references.md#claim-4``).
 
 The study has two parts (:data:`PARTS`):
 
@@ -49,7 +51,7 @@ __all__ = [
     "plan",
 ]
 
-# xi < 1 per block; with the uniform arm (xi = 1) the issue's {1, 0.95, 0.9, 0.8, 0.65}:
+# xi < 1 per block; with the uniform arm (xi = 1) claim 4's {1, 0.95, 0.9, 0.8, 0.65}:
 # Zhang et al.'s 0.95, ELECTRA-large's 0.9, ELECTRA-base's 0.8 and BEiT-base's 0.65.
 DECAYS: tuple[float, ...] = (0.95, 0.9, 0.8, 0.65)
 TEXT_STEPS = 1000  # 0.86 passes over the 892,315 training characters (12 x 64 per step)
@@ -94,11 +96,6 @@ def plan(profile: str = "full", part: str = "scratch") -> list[comparisons.Compa
 # what came out
 
 
-def _counts(rows: pd.DataFrame) -> str:
-    counts = rows["outcome"].value_counts()
-    return ", ".join(f"{counts.get(o, 0)} {o}" for o in stats.OUTCOMES)
-
-
 def _metric(metric: str) -> str:
     return "test accuracy" if metric == "test_acc" else "test loss in nats, lower is better"
 
@@ -114,7 +111,7 @@ def _scratch(table: pd.DataFrame) -> list[str]:
     comparisons that could not resolve their smallest effect, the faster arms."""
     lines = [
         f"- **From scratch**, layer-wise decay against one tuned rate over {len(table)} "
-        f"testbed/decay pairs: {_counts(table)}."
+        f"testbed/decay pairs: {stats.count_outcomes(table['outcome'])}."
     ]
     for bed, rows in table.groupby("testbed", sort=False):
         rows = rows.sort_values("xi", ascending=False)
