@@ -70,6 +70,21 @@ def test_tied_token_embedding_keeps_the_heads_rate():
     assert "embed" not in got.index  # the token embedding is the head's tensor
 
 
+def test_multiplier_table_of_the_character_model_traces_token_ids():
+    text = next(c for c in design.plan("full") if c.bed.name == "tinyshakespeare/transformer")
+    table = comparisons.multiplier_table(text).set_index("depth")
+    assert table["layers"].tolist() == [
+        "pos",
+        "blocks.0",
+        "blocks.1",
+        "blocks.2",
+        "blocks.3, ln_f",
+        "head",
+    ]
+    for xi in design.DECAYS:
+        assert table[f"xi={xi:g}"].tolist() == pytest.approx([xi**k for k in (5, 4, 3, 2, 1, 0)])
+
+
 def test_fashion_mnist_transformer_reads_sixteen_patches_of_seven_by_seven():
     config = testbeds.testbed("fashion_mnist/transformer").config
     model = build(config.model, config.dataset, **config.model_options)
