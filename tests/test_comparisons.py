@@ -61,6 +61,31 @@ def test_depth_factor_arms_name_direction_and_rule(base):
     assert design.set_index("arm").loc["xi=2.6", "direction"] == "lower faster"
 
 
+def test_depth_factor_arms_as_layer_decay_match_the_discriminative_rule(base):
+    arms, design = cmp.depth_factor_arms(base, [1.0, 0.8, 0.65], rule="layer_decay")
+    assert list(arms) == ["uniform", "xi=0.65", "xi=0.8"]
+    assert dict(arms["xi=0.8"].rule) == {"name": "layer_decay", "decay": 0.8}
+    assert design.set_index("arm")["direction"].to_dict() == {
+        "uniform": "uniform",
+        "xi=0.65": "lower slower",
+        "xi=0.8": "lower slower",
+    }
+    # the same multipliers as ULMFiT's spelling of the factor, under another run key
+    same, _ = cmp.depth_factor_arms(base, [0.8])
+    model = build("mlp", "mnist1d", variant="reference")
+    example = torch.zeros(2, 40)
+    ours, theirs = (
+        groups.resolve(model, rule_from_spec(dict(a.rule)), example)["multiplier"]
+        for a in (arms["xi=0.8"], same["xi=1/1.25"])
+    )
+    assert ours.tolist() == pytest.approx(theirs.tolist())
+    assert arms["xi=0.8"].key() != same["xi=1/1.25"].key()
+    with pytest.raises(ValueError, match=r"layer-decay factor xi must be a number in \(0, 1\]"):
+        cmp.depth_factor_arms(base, [2.6], rule="layer_decay")
+    with pytest.raises(ValueError, match="'discriminative', 'layer_decay'"):
+        cmp.depth_factor_arms(base, [0.8], rule="llrd")
+
+
 def test_kind_arms_table_keeps_numbers(base):
     arms, design = cmp.kind_arms(base, ["dense"], [0.25, 4])
     assert list(arms) == ["uniform", "dense x1/4", "dense x4"]
@@ -131,3 +156,39 @@ def test_compare_of_nothing_has_the_same_columns():
     empty = cmp.compare({})
     assert list(empty.columns) == list(full.columns) and empty.empty
     assert cmp.sensitivity_of({}).empty and cmp.runs_of({}).empty
+
+
+def test_verdict_table_names_the_metric_only_where_rows_mix_them():
+    row = {
+        "group": "g",
+        "testbed": "t",
+        "arm": "xi=0.8",
+        "metric": "test_acc",
+        "best_lr": 0.004,
+        "baseline_mean": 0.8,
+        "arm_mean": 0.81,
+        "effect": 0.01,
+        "ci_low": -0.01,
+        "ci_high": 0.03,
+        "ci_level": 0.95,
+        "mde": 0.02,
+        "sesoi": 0.02,
+        "outcome": "inconclusive",
+        "tuned": True,
+        "time_ratio": 0.8,
+        "time_ratio_low": 0.6,
+        "time_ratio_high": 1.1,
+        "time_never": 0,
+    }
+    accuracy = cmp.verdict_table(pd.DataFrame([row]))
+    assert "metric" not in accuracy and accuracy.loc[0, "arm acc"] == "0.810"
+    loss = {**row, "testbed": "text", "metric": "test_loss", "arm_mean": 1.95}
+    mixed = cmp.verdict_table(pd.DataFrame([row, loss]))
+    assert mixed["metric"].tolist() == ["test_acc", "test_loss"]
+    assert mixed["arm mean"].tolist() == ["0.810", "1.950"] and "arm acc" not in mixed
+
+
+def test_verdict_table_of_no_comparison_is_an_empty_table():
+    """While every comparison is pending (CI, training forbidden), the table has no rows."""
+    shown = cmp.verdict_table(cmp.compare({}))
+    assert len(shown) == 0 and "outcome" in shown and "steps to uniform's score" in shown

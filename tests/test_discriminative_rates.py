@@ -96,6 +96,7 @@ def test_verdict_table_marks_untuned_comparisons():
         "group": "adamw",
         "testbed": "t",
         "arm": "xi=2.6",
+        "metric": "test_acc",
         "best_lr": 0.004,
         "baseline_mean": 0.8,
         "arm_mean": 0.81,

@@ -28,6 +28,7 @@ def _table(**overrides) -> pd.DataFrame:
             "sesoi": 0.01,
             "outcome": ["better", "worse", "equivalent", "inconclusive"],
             "tuned": [True, True, True, False],
+            "metric": ["test_acc", "test_acc", "test_acc", "test_loss"],
         }
     )
     return rows.assign(**overrides)
@@ -55,6 +56,9 @@ def test_effect_vs_factor_colours_each_point_by_its_outcome():
         assert mcolors.to_hex(points[xy]) == plots.OUTCOME_COLOURS[outcome]
     assert (1.0, 0.0) in points  # the baseline at xi = 1
     assert first.get_xscale() == "log"
+    # each panel's axis names its own metric and unit
+    assert first.get_ylabel() == "test accuracy minus uniform"
+    assert second.get_ylabel() == "test loss minus uniform (nats)"
 
 
 def test_effect_sizes_draws_untuned_comparisons_hollow():

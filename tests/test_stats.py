@@ -267,6 +267,14 @@ def test_format_outcome():
     assert texts[0].endswith("better, MDE 0.005") and not any("no difference" in t for t in texts)
 
 
+def test_count_outcomes_lists_every_outcome_in_order():
+    outcomes = pd.Series(["inconclusive", "better", "better"])
+    assert stats.count_outcomes(outcomes) == "2 better, 0 worse, 0 equivalent, 1 inconclusive"
+    assert stats.count_outcomes([]) == "0 better, 0 worse, 0 equivalent, 0 inconclusive"
+    with pytest.raises(ValueError, match="'no difference'"):
+        stats.count_outcomes(["better", "no difference"])
+
+
 # ---------------------------------------------------------------------------------------- power
 
 

@@ -31,7 +31,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 import pandas as pd
 import torch
 
-from .._validate import check_choice, check_positive
+from .._validate import check_choice, check_number, check_positive
 from ..layers import KINDS, layer_table
 from ..rules import rule_from_spec
 from . import data, models, stats
@@ -43,6 +43,7 @@ from .tuning import TuningResult, check_protocol, tune
 
 __all__ = [
     "COARSE_GRIDS",
+    "DEPTH_FACTOR_RULES",
     "at_budget",
     "Comparison",
     "FINAL_SEEDS",
@@ -196,8 +197,27 @@ def at_budget(bed: Testbed, steps: int, optimizer: str, profile: str = "full") -
 # arms: name -> config, with a table of what each arm changes (numbers stay numbers)
 
 
+DEPTH_FACTOR_RULES: tuple[str, ...] = ("discriminative", "layer_decay")
+
+
+def _depth_factor_arm(xi: float, rule: str) -> tuple[str, dict, str]:
+    """Label, rule spec and direction of the depth-factor arm ``xi`` written as ``rule``."""
+    if rule == "layer_decay":  # BEiT / ELECTRA's spelling: the decay itself, lower slower only
+        check_number("layer-decay factor xi", xi, 0, 1, open_low=True)
+        return f"xi={xi:g}", {"name": "layer_decay", "decay": round(float(xi), 6)}, "lower slower"
+    slower = xi < 1
+    factor = 1 / xi if slower else xi
+    label = f"xi=1/{factor:.3g}" if slower else f"xi={factor:.3g}"
+    spec = {
+        "name": "discriminative",
+        "factor": round(float(factor), 6),
+        "toward": "input" if slower else "output",
+    }
+    return label, spec, "lower slower" if slower else "lower faster"
+
+
 def depth_factor_arms(
-    config: RunConfig, factors: Sequence[float]
+    config: RunConfig, factors: Sequence[float], rule: str = "discriminative"
 ) -> tuple[dict[str, RunConfig], pd.DataFrame]:
     """Uniform plus one depth-wise arm per factor ``xi``, one factor step per **block**.
 
@@ -205,34 +225,26 @@ def depth_factor_arms(
     (Howard & Ruder 2018), ``eta^(l-1) = eta^l / 2.6``, is ``xi = 1/2.6`` (lower blocks slower);
     ``xi > 1`` is its mirror (lower blocks faster).  Multipliers are normalised so the fastest
     block runs at the base rate: ``m_d = xi^(D - d)`` for ``xi < 1`` and ``m_d = xi^-d`` for
-    ``xi > 1`` (``rules.Discriminative`` toward the input or the output), with ``d`` the block
-    depth (``layers.layer_table``'s default granularity: one depth per block, the input layer
-    and the head one each) and ``D`` the top one.  ``xi = 1`` is the uniform arm.  Returns the arms and a table
-    (arm, xi, direction).
+    ``xi > 1``, with ``d`` the block depth (``layers.layer_table``'s default granularity: one
+    depth per block, the input layer and the head one each) and ``D`` the top one.  ``xi = 1``
+    is the uniform arm.
+
+    ``rule`` names how an arm's config spells the factor (the run keys differ, the multipliers
+    do not): ``"discriminative"`` (``rules.Discriminative(1/xi)`` toward the input, or ``(xi)``
+    toward the output; arms ``"xi=1/2.6"``, ``"xi=2.6"``) or ``"layer_decay"`` (layer-wise rate
+    decay as ELECTRA and BEiT write it, ``rules.LayerDecay(xi)``, only ``0 < xi <= 1``; arms
+    ``"xi=0.8"``).  Returns the arms and a table (arm, xi, direction).
     """
+    check_choice("depth-factor rule", rule, DEPTH_FACTOR_RULES)
     arms = {"uniform": config.replace(rule={"name": "uniform"})}
     rows = [{"arm": "uniform", "xi": 1.0, "direction": "uniform"}]
     for xi in sorted(set(factors)):
         check_positive("depth factor xi", xi)
         if math.isclose(xi, 1.0):
             continue
-        slower = xi < 1
-        factor = 1 / xi if slower else xi
-        label = f"xi=1/{factor:.3g}" if slower else f"xi={factor:.3g}"
-        arms[label] = config.replace(
-            rule={
-                "name": "discriminative",
-                "factor": round(float(factor), 6),
-                "toward": "input" if slower else "output",
-            }
-        )
-        rows.append(
-            {
-                "arm": label,
-                "xi": float(xi),
-                "direction": "lower slower" if slower else "lower faster",
-            }
-        )
+        label, spec, direction = _depth_factor_arm(float(xi), rule)
+        arms[label] = config.replace(rule=spec)
+        rows.append({"arm": label, "xi": float(xi), "direction": direction})
     return arms, pd.DataFrame(rows)
 
 
@@ -282,7 +294,12 @@ def multiplier_table(comparison: Comparison, by: str = "depth") -> pd.DataFrame:
     config = comparison.bed.config
     spec = data.spec(config.dataset)
     model = models.build(config.model, spec, **config.model_options)
-    table = layer_table(model, torch.zeros(2, *spec.input_shape))  # traced once for all arms
+    example = (  # a language model reads token ids, a classifier inputs of the data's shape
+        torch.zeros(2, config.block, dtype=torch.long)
+        if spec.task == "language"
+        else torch.zeros(2, *spec.input_shape)
+    )
+    table = layer_table(model, example)  # traced once for all arms
     rows = table.groupby(by, sort=by == "depth")
     columns = {"layers": rows["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))}
     for arm, arm_config in comparison.arms.items():
@@ -496,7 +513,9 @@ def compare(
 def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
     """``comparisons.compare``'s table as a reader sees it: one row per comparison with the
     chosen rate, the test accuracies, the effect with its interval, the minimum detectable
-    effect beside the smallest effect of interest, the outcome and the time to target."""
+    effect beside the smallest effect of interest, the outcome and the time to target.  Where
+    some comparison is scored by another metric than test accuracy (a language model's test
+    loss), a ``metric`` column names each row's and the arm's mean is ``arm mean``."""
 
     def ratio(row: pd.Series) -> str:
         never = f", {int(row['time_never'])} never" if row["time_never"] else ""
@@ -505,14 +524,17 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
             + never
         )
 
+    accuracy_only = set(table["metric"]) <= {"test_acc"}
+    metric = {} if accuracy_only else {"metric": table["metric"]}
     return pd.DataFrame(
         {
             "group": table["group"],
             "testbed": table["testbed"],
             "arm": table["arm"],
+            **metric,
             "best lr": table["best_lr"].map("{:.3g}".format),
             "uniform": table["baseline_mean"].map("{:.3f}".format),
-            "arm acc": table["arm_mean"].map("{:.3f}".format),
+            "arm acc" if accuracy_only else "arm mean": table["arm_mean"].map("{:.3f}".format),
             "effect [CI]": [
                 stats.format_ci(e, lo, hi)
                 for e, lo, hi in zip(
@@ -526,7 +548,7 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
                 o if t else f"{o} (not tuned)"
                 for o, t in zip(table["outcome"], table["tuned"], strict=True)
             ],
-            "steps to uniform's score": table.apply(ratio, axis=1),
+            "steps to uniform's score": [ratio(row) for _, row in table.iterrows()],
         }
     )
 

@@ -14,6 +14,7 @@ from matplotlib.ticker import MaxNLocator
 __all__ = [
     "METRIC_LABELS",
     "OUTCOME_COLOURS",
+    "effect_label",
     "effect_sizes",
     "effect_vs_factor",
     "learning_curves",
@@ -190,17 +191,25 @@ def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform
     return fig
 
 
+def effect_label(metric: str, baseline: str = "uniform") -> str:
+    """The axis label of an effect on ``metric`` against ``baseline``, unit last:
+    ``"test accuracy minus uniform"``, ``"test loss minus uniform (nats)"``."""
+    name, _, unit = METRIC_LABELS.get(metric, metric).partition(" (")
+    return f"{name} minus {baseline}" + (f" ({unit}" if unit else "")
+
+
 def effect_vs_factor(
     table: pd.DataFrame,
     factor: str,
     xlabel: str,
-    ylabel: str = "test accuracy minus uniform",
+    ylabel: str | None = None,
     panel: str = "testbed",
 ) -> plt.Figure:
     """Effect against a rule's factor (log axis), one panel per ``panel`` value: the interval
     of each comparison as a bar, its marker coloured by outcome (better / worse / equivalent /
     inconclusive), the baseline at factor 1 on the dashed no-effect line; the shaded band is
-    +- the smallest effect of interest."""
+    +- the smallest effect of interest.  ``ylabel=None`` labels each panel by its rows'
+    ``metric`` column (:func:`effect_label`), so accuracy and loss panels can share a figure."""
     if not len(table):
         return _nothing_yet("effects")
     names = list(dict.fromkeys(table[panel]))
@@ -229,7 +238,8 @@ def effect_vs_factor(
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, [f"{v:.2g}" for v in ticks], fontsize=7)
         ax.minorticks_off()
-        ax.set(title=str(name), xlabel=xlabel, ylabel=ylabel)
+        label = ylabel or effect_label(str(rows["metric"].iloc[0]))
+        ax.set(title=str(name), xlabel=xlabel, ylabel=label)
     handles = [
         plt.Line2D([], [], marker="o", ls="", color=c, label=o) for o, c in OUTCOME_COLOURS.items()
     ]

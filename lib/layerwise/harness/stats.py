@@ -9,7 +9,8 @@ Paired comparisons (arm vs baseline on the same seeds)
     one notebook, with Holm's correction (:func:`holm`) and one of four outcomes per row:
     *better*, *worse*, *equivalent* or *inconclusive* (:data:`OUTCOMES`).  The smallest effect
     of interest (SESOI) is the caller's, per metric; :func:`sesoi_from_error` turns "a 10%
-    relative change in test error" into an accuracy difference.  Power:
+    relative change in test error" into an accuracy difference; :func:`count_outcomes` tallies
+    a table's outcomes.  Power:
     :func:`minimum_detectable_effect` and its inverse :func:`seeds_needed`.
 
 Rank agreement and time to target
@@ -59,10 +60,11 @@ intervals for bounded parameters. Statist. Sci. 17, 149-172.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,6 +83,7 @@ __all__ = [
     "compare_family",
     "compare_paired",
     "compare_times_to_target",
+    "count_outcomes",
     "format_ci",
     "format_outcome",
     "holm",
@@ -656,6 +659,16 @@ def format_outcome(row: Mapping[str, Any] | pd.Series, digits: int = 3) -> str:
     if math.isfinite(mde):
         text += f", MDE {mde:.{digits}f}"
     return text
+
+
+def count_outcomes(outcomes: Iterable[str]) -> str:
+    """``"1 better, 0 worse, 2 equivalent, 0 inconclusive"``: how many of ``outcomes`` (a
+    :func:`compare_family` table's ``outcome`` column) are each of :data:`OUTCOMES`."""
+    counts = collections.Counter(outcomes)
+    unknown = set(counts) - set(OUTCOMES)
+    if unknown:
+        raise ValueError(f"unknown outcome(s) {sorted(unknown)}; valid: {list(OUTCOMES)}")
+    return ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)
 
 
 # ----------------------------------------------------------------------------- rank agreement

@@ -9,7 +9,8 @@ reference code defines them (``model_options={"variant": "reference"}``: the res
 bidirectional GRU whose head reads every time step), trained on all 4,000 reference training
 examples with freshly generated validation and test sets (``data_options={"splits":
 "generated"}``), and the Fashion-MNIST CNN under 100K parameters that the published 0.925 row
-describes.  :data:`V1_TESTBEDS` are the testbeds the studies not yet rerun under protocol v2
+describes; beside them a Fashion-MNIST patch transformer without a published number.
+:data:`V1_TESTBEDS` are the testbeds the studies not yet rerun under protocol v2
 were run with; they stay until those studies are rerun.
 """
 
@@ -150,6 +151,16 @@ TESTBEDS: dict[str, Testbed] = {
             source="Fashion-MNIST README: 2 conv layers, <100K parameters (83,466 here), 0.925",
         ),
         V1_TESTBEDS["tinyshakespeare/transformer"],
+        # A ViT-style patch encoder (models.Transformer: 7x7 patches, so 16 tokens; 2 pre-norm
+        # blocks of width 64, 4 heads; mean pooling), added for the layer-wise decay study.
+        Testbed(
+            "fashion_mnist/transformer",
+            _adamw(model="transformer", epochs=5, **_FASHION),
+            "acc",
+            None,
+            None,
+            "no published reference (7x7 patches, 2 blocks of width 64)",
+        ),
     ]
 }
 

@@ -89,11 +89,6 @@ def plan(profile: str = "full") -> list[comparisons.Comparison]:
 # what each arm does, and what came out
 
 
-def _counts(rows: pd.DataFrame) -> str:
-    counts = rows["outcome"].value_counts()
-    return ", ".join(f"{counts.get(o, 0)} {o}" for o in stats.OUTCOMES)
-
-
 def answer(table: pd.DataFrame) -> str:
     """The study's answer as Markdown sentences, computed from ``comparisons.with_design(compare(...))``."""
     main = table[table["xi"].round(6).isin([round(x, 6) for x in MAIN_FACTORS])]
@@ -102,8 +97,8 @@ def answer(table: pd.DataFrame) -> str:
     for direction, rows in short.groupby("direction", sort=False):
         lines.append(
             f"- **{direction}** (xi = {rows['xi'].iloc[0]:.3g} per block) against one tuned rate, "
-            f"over {len(rows)} testbed/optimizer pairs: {_counts(rows)}; effects on test accuracy "
-            f"{rows['effect'].min():+.3f} to {rows['effect'].max():+.3f}."
+            f"over {len(rows)} testbed/optimizer pairs: {stats.count_outcomes(rows['outcome'])}; "
+            f"effects on test accuracy {rows['effect'].min():+.3f} to {rows['effect'].max():+.3f}."
         )
     unresolved = table[table["mde"] > table["sesoi"]]
     lines.append(

@@ -105,11 +105,6 @@ def sensitivity_by_kind(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _counts(rows: pd.DataFrame) -> str:
-    counts = rows["outcome"].value_counts()
-    return ", ".join(f"{counts.get(o, 0)} {o}" for o in stats.OUTCOMES)
-
-
 def answer(table: pd.DataFrame) -> str:
     """The study's answer as Markdown, computed from ``comparisons.with_design(compare(...))``
     (columns ``kind`` and ``multiplier`` from the plan's designs)."""
@@ -118,8 +113,9 @@ def answer(table: pd.DataFrame) -> str:
     if len(hybrid):
         lines.append(
             f"- **Inside the hybrid network**, one type's rate scaled against one tuned rate for "
-            f"all layers, over {len(hybrid)} arms: {_counts(hybrid)}; effects on test accuracy "
-            f"{hybrid['effect'].min():+.3f} to {hybrid['effect'].max():+.3f}."
+            f"all layers, over {len(hybrid)} arms: {stats.count_outcomes(hybrid['outcome'])}; "
+            f"effects on test accuracy {hybrid['effect'].min():+.3f} to "
+            f"{hybrid['effect'].max():+.3f}."
         )
         for kind, rows in hybrid.groupby("kind", sort=False):
             shown = ", ".join(
