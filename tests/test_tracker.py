@@ -393,6 +393,8 @@ def test_run_with_log_spaced_checkpoints(tiny_config):
     conv = record["convergence"]
     assert conv["step"] == log_checkpoints(30, 8) == conv["reinit_step"]
     assert all("redraw" in info for info in conv["layers"].values())
+    # a fresh draw is not the initial weights: its error differs from the reset to step 0
+    assert any(info["redraw"] != info["reinit"][0] for info in conv["layers"].values())
     assert record["curves"] == plain["curves"] and record["final"] == plain["final"]
     json.dumps(record, allow_nan=False)
     with pytest.raises(ValueError, match="probe_every"):

@@ -50,6 +50,8 @@ REINIT_POINTS = 8  # checkpoints the re-initialisation table resets each layer t
 REINIT_EXAMPLES = 1000  # validation examples per re-initialisation evaluation (not text)
 CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
 BATCH_SEED_OFFSET = 1_000_003  # the data order's generator is seeded with seed + this
+# re-randomisation draws from seed + this: the run's own seed would redraw the initial weights
+REDRAW_SEED_OFFSET = 2_000_003
 
 State = Mapping[str, torch.Tensor]
 
@@ -260,7 +262,8 @@ def _tracker(
 
     ``probe_points``: checkpoints at ``probes.log_checkpoints(n_steps, probe_points)``, the
     re-initialisation table at every one of them, and re-randomisation (seeded with the run's
-    seed) -- for classifiers only: a language model has a few dozen modules, and one
+    seed plus ``REDRAW_SEED_OFFSET``: the run's own seed would draw the initial weights again)
+    -- for classifiers only: a language model has a few dozen modules, and one
     evaluation per module and checkpoint would cost more than its training.  ``probe_every``:
     a checkpoint every that many steps, the table at ``REINIT_POINTS`` of them.
 
@@ -297,7 +300,7 @@ def _tracker(
         reinit_points=None if logspaced else REINIT_POINTS,
         at_steps=log_checkpoints(n_steps, config.probe_points) if logspaced else None,
         redraw=logspaced and robustness,
-        redraw_seed=config.seed,
+        redraw_seed=config.seed + REDRAW_SEED_OFFSET,
     )
 
 
