@@ -140,10 +140,12 @@ def reinit_heatmaps(robust: pd.DataFrame) -> plt.Figure:
             annot=len(table) <= 6 and len(columns) <= 12,
             fmt=".2f",
             annot_kws={"fontsize": 5},
+            xticklabels=True,  # every step, and the "fresh draw" column
+            yticklabels=True,
         )
         ax.set(title=title, xlabel="layer reset to its weights at step ... / drawn afresh",
                ylabel="layer (input at the top)")  # fmt: skip
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=5)
     fig.suptitle("Re-initialisation and re-randomisation robustness (Zhang, Bengio & Singer)")
     fig.tight_layout()
     return fig
