@@ -1,11 +1,10 @@
 """Cost of study 02's instruments (convergence tracker + monitor) on a whole run.
 
-Trains the same config with and without ``probe_every`` (30 checkpoints, re-initialisation
-table at 8 of them) and ``monitor_every`` (50 monitored steps), alternating the two arms so that
-both see the same machine load, and prints the median wall time of each and their ratio.  The
-re-initialisation table (one evaluation per layer and kept checkpoint) dominates the cost; the
-cap of ``train.REINIT_POINTS`` checkpoints keeps it bounded.  Target: <= 1.5 on the MNIST-1D
-models, whose runs are short enough for the probes to matter.
+Trains the same config with and without study 02's instruments -- ``probe_points`` (30
+log-spaced checkpoints, the re-initialisation table at every one of them, re-randomisation) and
+``monitor_every`` (50 monitored steps) -- alternating the two arms so that both see the same
+machine load, and prints the median wall time of each and their ratio.  The
+re-initialisation table (one evaluation per layer and checkpoint) dominates the cost.
 
     python bench/tracker_overhead.py [--repeats 3] [--steps 1000]
 """
@@ -15,7 +14,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from layerwise.harness import data, testbeds, train
+import pandas as pd
+
+from layerwise.harness import data, train
 from layerwise.studies import layer_convergence as layer_speed
 
 
@@ -25,11 +26,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     for name in ("mnist1d/mlp", "mnist1d/cnn", "mnist1d/transformer"):
-        bed = testbeds.testbed(name)
-        plain = bed.config.replace(steps=args.steps, lr=1e-3, seed=1)
-        probed = layer_speed.instrumented(
-            bed.__class__(bed.name, plain, bed.metric, None, None, ""), None, lr=1e-3
-        )[0]
+        rates = pd.DataFrame(
+            [{"optimizer": "adamw", "testbed": name, "steps": args.steps, "lr": 1e-3}]
+        )
+        probed = layer_speed.instrumented(rates)[0].configs[0]
+        plain = probed.replace(probe_points=None, monitor_every=None)
         dataset = data.load(plain.dataset)
         times: dict[str, list[float]] = {"plain": [], "probed": []}
         for _ in range(args.repeats):

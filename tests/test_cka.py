@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise.probes import capture_activations, cka_to_final, convergence_step, linear_cka
+from layerwise.probes import capture_activations, cka_to_final, linear_cka, normalise_to_start
 
 
 def hsic(k: np.ndarray, g: np.ndarray) -> float:
@@ -107,7 +107,7 @@ def test_capture_selected_modules_and_unknown_name():
         capture_activations(model, torch.randn(1, 2, 3), ["nope"])
 
 
-def test_cka_to_final_and_convergence_step():
+def test_cka_to_final():
     torch.manual_seed(4)
     final = {"a": torch.randn(20, 4), "b": torch.randn(20, 3)}
     early = {"a": final["a"] + torch.randn(20, 4), "b": torch.randn(20, 3)}
@@ -129,15 +129,21 @@ def test_cka_to_final_and_convergence_step():
     )
 
 
-def test_convergence_step_is_first_step_reaching_the_threshold():
-    frame = pd.DataFrame(
-        {
-            "step": [0, 10, 20, 30] * 2,
-            "layer": ["low"] * 4 + ["high"] * 4,
-            "cka": [0.5, 0.95, 0.85, 1.0, 0.2, 0.3, 0.4, 0.89],
-        }
-    )
-    result = convergence_step(frame, threshold=0.9)
-    assert list(result.index) == ["low", "high"]
-    assert result["low"] == 10
-    assert math.isnan(result["high"])
+def test_normalised_cka_of_a_known_pair_of_representations():
+    # y = [x, n] with n orthogonal to x's columns: x^T y = [x^T x, 0] and y^T y is
+    # block-diagonal, so CKA(y, x) = a / sqrt(a^2 + b^2) with a = ||x^T x||, b = ||n^T n||;
+    # here a = sqrt(8), b = 4, so CKA = 1 / sqrt(3)
+    x = torch.tensor([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
+    n = torch.tensor([[1.0], [1], [-1], [-1]])
+    assert float((x.T @ n).abs().sum()) == 0 and float(x.sum()) == float(n.sum()) == 0
+    start = linear_cka(torch.cat([x, n], dim=1), x)
+    assert start == pytest.approx(1 / math.sqrt(3), abs=1e-12)
+    series = [start, (start + 1) / 2, 1.0]
+    assert normalise_to_start(series) == pytest.approx([0.0, 0.5, 1.0], abs=1e-12)
+
+
+def test_normalised_cka_is_undefined_without_room_to_converge():
+    assert all(math.isnan(v) for v in normalise_to_start([1.0, 1.0]))
+    assert all(math.isnan(v) for v in normalise_to_start([math.nan, 0.5, 1.0]))
+    assert normalise_to_start([0.8, 0.7, 1.0]) == pytest.approx([0.0, -0.5, 1.0])
+    assert normalise_to_start([]) == []

@@ -414,3 +414,74 @@ def test_compare_times_to_target_and_never_reached():
         {"diff": [censored.log_ratios], "sesoi": math.log(1.1), "larger_is_better": False}
     )
     assert stats.compare_family(table)["outcome"].item() == "inconclusive"
+
+
+# ----------------------------------------------------------------------- times against depth
+
+
+def settling_frame(t0: float, fold: float, depths: int, seed_scales: list[float]) -> pd.DataFrame:
+    """Convergence times ``t0 * fold**(d / (D - 1)) * scale_seed`` for depths 0..D-1: on the
+    log scale a line in relative depth with slope ``ln(fold)`` plus a per-seed offset."""
+    rows = [
+        {"seed": s, "unit": f"l{d}", "depth": d, "step": t0 * fold ** (d / (depths - 1)) * scale}
+        for s, scale in enumerate(seed_scales)
+        for d in range(depths)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("depths", [3, 8])
+def test_depth_trend_recovers_a_known_slope_whatever_the_number_of_layers(depths):
+    frame = settling_frame(20.0, 4.0, depths, [1.0, 1.5, 0.7, 1.2, 0.9])
+    trend = stats.depth_trend(frame)
+    # seed offsets shift the intercept only: every fit gives ln 4 exactly, so does every resample
+    assert trend.slope == pytest.approx(math.log(4.0), abs=1e-12)
+    assert trend.fold == pytest.approx(4.0)
+    assert trend.ci_low == pytest.approx(math.log(4.0)) == pytest.approx(trend.ci_high)
+    assert trend.per_seed == pytest.approx([math.log(4.0)] * 5)
+    assert (trend.seeds, trend.points, trend.missing) == (5, 5 * depths, 0)
+
+
+def test_depth_trend_interval_is_a_seed_bootstrap_of_the_pooled_fit():
+    rng = np.random.default_rng(5)
+    frame = settling_frame(10.0, 3.0, 4, [1.0] * 6)
+    frame["step"] *= np.exp(rng.normal(0, 0.3, len(frame)))
+    frame.loc[3, "step"] = np.nan  # one unit never settled
+    trend = stats.depth_trend(frame, resamples=500, rng_seed=1)
+    rows = frame.dropna()
+    x, y = rows["depth"] / 3, np.log(rows["step"])
+    assert trend.slope == pytest.approx(np.polyfit(x, y, 1)[0], abs=1e-12)
+    assert trend.missing == 1 and trend.points == len(frame) - 1
+    # the same bootstrap done by hand: resample seeds with replacement, pooled polyfit
+    draws = np.random.default_rng(1).integers(0, 6, size=(500, 6))
+    boot = []
+    for drawn in draws:
+        sample = pd.concat([rows[rows["seed"] == s] for s in drawn])
+        boot.append(np.polyfit(sample["depth"] / 3, np.log(sample["step"]), 1)[0])
+    assert (trend.ci_low, trend.ci_high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
+    assert trend.ci_low < trend.slope < trend.ci_high
+
+
+def test_depth_trend_edge_cases():
+    one_seed = settling_frame(10.0, 2.0, 3, [1.0])
+    trend = stats.depth_trend(one_seed)
+    assert trend.slope == pytest.approx(math.log(2.0)) and math.isnan(trend.ci_low)
+    flat = one_seed.assign(depth=0)
+    assert math.isnan(stats.depth_trend(flat).slope)
+    with pytest.raises(ValueError, match="positive"):
+        stats.depth_trend(one_seed.assign(step=0.0))
+    with pytest.raises(ValueError, match="'seed'"):
+        stats.depth_trend(one_seed.drop(columns="seed"))
+
+
+def test_geometric_mean_ci_is_the_t_interval_on_logs():
+    values = [10.0, 40.0, 20.0, 80.0]
+    logs = np.log(values)
+    half = scipy_stats.t.ppf(0.975, 3) * logs.std(ddof=1) / 2
+    mean, low, high = stats.geometric_mean_ci(values)
+    assert mean == pytest.approx(math.exp(logs.mean()))
+    assert (low, high) == pytest.approx(
+        (math.exp(logs.mean() - half), math.exp(logs.mean() + half))
+    )
+    with pytest.raises(ValueError, match="positive"):
+        stats.geometric_mean_ci([1.0, 0.0])

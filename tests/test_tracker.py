@@ -1,10 +1,12 @@
-"""ConvergenceTracker: checkpoints, measures checked against hand computations, frames, the
-bottom-up helper, and the run integration (``probe_every``) that must leave old keys alone."""
+"""ConvergenceTracker: checkpoints (periodic and log-spaced), measures checked against hand
+computations, frames, settling times, re-randomisation, and the run integration
+(``probe_every``, ``probe_points``) that must leave old keys alone."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -12,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 from torch import nn
 
 from layerwise.harness import train
@@ -20,10 +21,9 @@ from layerwise.harness.config import RunConfig
 from layerwise.harness.store import Store
 from layerwise.probes import (
     ConvergenceTracker,
-    bottom_up,
-    bottom_up_runs,
     convergence_frames,
-    convergence_times,
+    log_checkpoints,
+    settling_times,
 )
 
 # The key of the conftest ``tiny_config`` computed with the code as it was before the probe fields
@@ -221,7 +221,14 @@ def test_frames_are_tidy_and_follow_the_record():
     record, _, _ = train_tracked(make_model(), 12, every=4, evaluate=neg_mse)
     frames = convergence_frames({"key": "k", "convergence": record})
     assert frames.keys() == convergence_frames(record).keys()
-    assert list(frames["cka"].columns) == ["step", "layer", "depth", "order", "cka"]
+    assert list(frames["cka"].columns) == [
+        "step",
+        "layer",
+        "depth",
+        "order",
+        "cka",
+        "cka_normalised",
+    ]
     assert len(frames["cka"]) == 3 * 4 and len(frames["reinit"]) == 3 * 4
     assert len(frames["distance"]) == len(frames["rotation"]) == 6 * 4
     assert list(frames["movement"].columns) == ["name", "layer", "depth", "movement"]
@@ -233,43 +240,88 @@ def test_frames_are_tidy_and_follow_the_record():
         convergence_frames({"key": "k", "config": {}})
 
 
-def cka_frame(depths: dict[str, float | None], reached: dict[str, int]) -> pd.DataFrame:
-    """A CKA frame over steps 0..30 where layer ``l`` first reaches 0.9 at ``reached[l]``."""
+def curve_frame(curves: dict[str, list[float]], steps=(0, 1, 3, 10, 30)) -> pd.DataFrame:
     rows = [
-        (step, layer, depths[layer], 0.95 if step >= reached[layer] else 0.5)
-        for layer in depths
-        for step in (0, 10, 20, 30)
+        (step, unit, depth, value)
+        for depth, (unit, values) in enumerate(curves.items())
+        for step, value in zip(steps, values, strict=True)
     ]
-    return pd.DataFrame(rows, columns=["step", "layer", "depth", "cka"])
+    return pd.DataFrame(rows, columns=["step", "layer", "depth", "v"])
 
 
-def test_spearman_helper_matches_scipy_with_ties_and_missing_depths():
-    depths = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3, "f": None}
-    reached = {"a": 10, "b": 20, "c": 10, "d": 30, "e": 20, "f": 0}
-    result = bottom_up(cka_frame(depths, reached))
-    expected = stats.spearmanr([0, 1, 1, 2, 3], [10, 20, 10, 30, 20]).statistic
-    assert result["spearman"] == pytest.approx(expected, abs=1e-12)
-    assert result["layers"] == 5  # "f" has no depth
-    assert result["non_decreasing"] is False  # depth 2 converges at 30, depth 3 at 20
-
-    monotone = bottom_up(cka_frame(depths, {**reached, "b": 10, "e": 30}))
-    expected = stats.spearmanr([0, 1, 1, 2, 3], [10, 10, 10, 30, 30]).statistic
-    assert monotone["spearman"] == pytest.approx(expected, abs=1e-12)
-    assert monotone["non_decreasing"] is True
-
-
-def test_convergence_times_read_distance_frames_below_the_threshold():
-    rows = [(s, "w1", 0, d) for s, d in zip((0, 10, 20), (1.0, 0.05, 0.0), strict=True)]
-    rows += [(s, "w2", 1, d) for s, d in zip((0, 10, 20), (1.0, 0.1, 0.0), strict=True)]
-    frame = pd.DataFrame(rows, columns=["step", "name", "depth", "distance"])
-    times = convergence_times(frame)
-    assert times["step"].tolist() == [10.0, 20.0]  # 0.1 is not below 0.1
-    assert bottom_up(frame) == {"spearman": 1.0, "non_decreasing": True, "layers": 2}
+def test_settling_time_is_where_a_curve_stays_past_the_threshold():
+    frame = curve_frame(
+        {
+            "steady": [0.0, 0.5, 0.95, 0.97, 1.0],  # crosses at 3 and stays: 3
+            "dips": [0.0, 0.95, 0.5, 0.92, 1.0],  # first crossing 1, falls back: 10
+            "late": [0.0, 0.1, 0.2, 0.3, 0.9],  # reaches 0.9 (>=) only at the end: 30
+            "never": [0.0, 0.1, 0.2, 0.3, 0.8],  # misses at the end: never
+            "hole": [0.0, 0.95, math.nan, 0.95, 1.0],  # undefined after a hit: 10
+        }
+    )
+    times = settling_times(frame, "v", 0.9, unit="layer")
+    assert times["unit"].tolist() == ["steady", "dips", "late", "never", "hole"]
+    assert times["depth"].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(times["step"], [3, 10, 30, np.nan, 10])
 
 
-def test_constant_times_give_no_correlation():
-    result = bottom_up(cka_frame({"a": 0, "b": 1}, {"a": 10, "b": 10}))
-    assert result == {"spearman": None, "non_decreasing": True, "layers": 2}
+def test_settling_time_below_a_threshold_for_distances():
+    frame = curve_frame({"w": [1.0, 0.5, 0.09, 0.1, 0.0], "u": [1.0, 0.05, 0.02, 0.0, 0.0]})
+    times = settling_times(frame, "v", 0.1, unit="layer", below=True)
+    np.testing.assert_array_equal(times["step"], [30, 1])  # 0.1 is not below 0.1
+    with pytest.raises(ValueError, match="'name'"):
+        settling_times(frame, "v", 0.1, unit="name")
+
+
+def test_log_checkpoints_are_log_spaced_distinct_and_keep_both_ends():
+    steps = log_checkpoints(1000, 20)
+    assert len(steps) == 20 and steps[0] == 0 and steps[-1] == 1000
+    assert steps == sorted(set(steps))
+    inner = np.log(steps[1:])
+    gaps = np.diff(inner)
+    # evenly spaced in log(step) where rounding allows: the late gaps equal log(1000)/k
+    assert gaps[-5:] == pytest.approx(np.full(5, gaps[-1]), rel=0.05)
+    assert np.mean(np.array(steps) <= 100) > 0.5  # dense early
+    assert log_checkpoints(5, 20) == [0, 1, 2, 3, 4, 5]
+    assert log_checkpoints(30, 2) == [0, 30]
+    with pytest.raises(ValueError, match="points"):
+        log_checkpoints(30, 1)
+
+
+def test_tracker_keeps_checkpoints_at_the_given_steps_and_redraws_seeded():
+    model = make_model()
+    x, y = data()
+    tracker = ConvergenceTracker(
+        model, x, None, neg_mse, at_steps=[0, 2, 5], redraw=True, redraw_seed=3
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(9):
+        tracker.observe(step)
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    record = tracker.to_record(9)
+    assert record["step"] == [0, 2, 5, 9] and record["reinit_step"] == [0, 2, 5, 9]
+    for n, p in model.named_parameters():  # every reset was undone
+        assert torch.equal(p, before[n])
+    # layers are redrawn one after another from one stream seeded with 3, each alone
+    torch.manual_seed(3)
+    expected = {}
+    for name in ("0", "2", "4"):
+        probe = copy.deepcopy(model)
+        probe.get_submodule(name).reset_parameters()
+        expected[name] = neg_mse(probe)
+    got = {name: record["layers"][name]["redraw"] for name in ("0", "2", "4")}
+    assert got == pytest.approx(expected)
+    assert got["2"] != pytest.approx(neg_mse(model))  # a redraw changes the model
+    frames = convergence_frames(record)
+    assert list(frames["redraw"].columns) == ["layer", "depth", "metric"]
+    assert frames["redraw"]["layer"].tolist() == ["0", "2", "4"]
+    with pytest.raises(ValueError, match="exactly one"):
+        ConvergenceTracker(model, x, 2, at_steps=[0, 2])
+    with pytest.raises(ValueError, match="step 0"):
+        ConvergenceTracker(model, x, None, at_steps=[2, 5])
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,11 +380,27 @@ def test_run_records_convergence_only_when_asked(tiny_config, tmp_path):
     assert all(v["reinit"][-1] == record["final"]["val_acc"] for v in conv["layers"].values())
     assert record["curves"] == plain["curves"]  # probing does not change training
     assert record["final"] == plain["final"]
-    runs = bottom_up_runs([plain, record])
-    assert runs["key"].tolist() == [record["key"]] and runs["layers"].tolist() == [3]
     store = Store(tmp_path)
     store.put("probe", record)
     assert store.get("probe", tiny_config.replace(probe_every=10, probe_examples=64)) == record
+
+
+def test_run_with_log_spaced_checkpoints(tiny_config):
+    plain = train.run(tiny_config)
+    config = tiny_config.replace(probe_points=8, probe_examples=64)
+    assert "probe_points" not in tiny_config.to_dict() and config.to_dict()["probe_points"] == 8
+    record = train.run(config)
+    conv = record["convergence"]
+    assert conv["step"] == log_checkpoints(30, 8) == conv["reinit_step"]
+    assert all("redraw" in info for info in conv["layers"].values())
+    # a fresh draw is not the initial weights: its error differs from the reset to step 0
+    assert any(info["redraw"] != info["reinit"][0] for info in conv["layers"].values())
+    assert record["curves"] == plain["curves"] and record["final"] == plain["final"]
+    json.dumps(record, allow_nan=False)
+    with pytest.raises(ValueError, match="probe_every"):
+        tiny_config.replace(probe_points=8, probe_every=5)
+    with pytest.raises(ValueError, match="probe_points"):
+        tiny_config.replace(probe_points=1)
 
 
 def test_a_diverged_run_still_gives_a_strict_json_record(tiny_config):

@@ -48,6 +48,7 @@ _OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "reinit",
     "unfreeze_every",
     "device",
+    "probe_points",
 )
 # Where a run may train: torch device strings (``cuda:1`` names one GPU of several).
 DEVICES = ("cpu", "cuda", "cuda:<index>", "mps")
@@ -183,12 +184,17 @@ class RunConfig:
         unfreeze_every: ULMFiT's gradual unfreezing (``transfer.GradualUnfreezing``): train only
             the top depth for this many steps, then one more depth below every this many steps
             (``None``: every layer trains from the first step).
+        probe_points: keep this many convergence checkpoints at log-spaced steps instead
+            (``probes.log_checkpoints``: step 0, the final step, dense early), with the
+            re-initialisation table at every one of them and re-randomisation robustness
+            besides, for classifiers (``None``: off); exclusive with ``probe_every``.
         device: where the model and the data live while it trains: ``"cpu"``, ``"cuda"``,
             ``"cuda:<index>"`` or ``"mps"``.  Part of the run's identity (numbers differ
             between devices), so a GPU run never stands in for a CPU run in the store.
 
     The fields added after the first stored records (``probe_every``, ``probe_examples``,
-    ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``, ``device``) are left out of
+    ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``, ``device``,
+    ``probe_points``) are left out of
     the canonical JSON (and so of the key and ``to_dict``) while they hold their defaults:
     configs that do not use them keep their keys.
     """
@@ -219,6 +225,7 @@ class RunConfig:
     reinit: tuple[str, ...] = ("head",)
     unfreeze_every: int | None = None
     device: str = "cpu"
+    probe_points: int | None = None
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -263,6 +270,13 @@ class RunConfig:
         for name in ("monitor_every", "probe_every", "unfreeze_every"):
             if getattr(self, name) is not None:
                 self._set(name, _whole(name, getattr(self, name), 1))
+        if self.probe_points is not None:
+            self._set("probe_points", _whole("probe_points", self.probe_points, 2))
+            if self.probe_every is not None:
+                raise ValueError(
+                    f"give probe_every ({self.probe_every}) or probe_points "
+                    f"({self.probe_points}), not both: periodic or log-spaced checkpoints"
+                )
 
     def _check_device(self) -> None:
         """``device`` is a torch device string this project trains on (see :data:`DEVICES`);

@@ -18,6 +18,10 @@ Rank agreement and time to target
     :func:`summarize_rank_agreement` (over seeds), :func:`steps_to_target` and
     :func:`compare_times_to_target`.
 
+Times against depth
+    :func:`geometric_mean_ci` (a time's typical value over seeds) and :func:`depth_trend`
+    (the slope of log time against relative depth, with a bootstrap interval over seeds).
+
 Choices, and why
 ----------------
 *Intervals and p-values are Student-t based.*  With the three to five seeds the studies run,
@@ -84,7 +88,10 @@ __all__ = [
     "compare_paired",
     "compare_times_to_target",
     "count_outcomes",
+    "DepthTrend",
+    "depth_trend",
     "format_ci",
+    "geometric_mean_ci",
     "format_outcome",
     "holm",
     "kendall_tau_b",
@@ -909,4 +916,118 @@ def compare_times_to_target(
         baseline_never=int(np.sum(b_never & ~a_never)),
         both_never=int(np.sum(both)),
         log_ratios=tuple(float(v) for v in r),
+    )
+
+
+# ------------------------------------------------------------------------- times against depth
+
+
+def geometric_mean_ci(
+    values: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Geometric mean of positive values (times) with the t interval of :func:`mean_ci` taken
+    on the log scale: ``exp(mean log v ± t s_log / sqrt(n))``.  A time that doubles counts as
+    much as one that halves; the interval never leaves ``(0, inf)``."""
+    x = _finite(values, "geometric_mean_ci")
+    if x.size and np.any(x <= 0):
+        raise ValueError(f"geometric_mean_ci needs positive values, got {x.tolist()}")
+    mean, low, high = mean_ci(np.log(x), confidence)
+    return math.exp(mean), math.exp(low), math.exp(high)
+
+
+@dataclass(frozen=True)
+class DepthTrend:
+    """How convergence time grows with depth (see :func:`depth_trend`)."""
+
+    slope: float  # ln(t) per unit of relative depth: ln(t_top / t_bottom) on the fitted line
+    ci_low: float  # bootstrap percentile interval over seeds
+    ci_high: float
+    seeds: int
+    points: int  # (seed, unit) pairs in the fit
+    missing: int  # units left out because they have no time (never settled)
+    per_seed: tuple[float, ...]  # the same fit within each seed (nan: one depth only)
+
+    @property
+    def fold(self) -> float:
+        """``exp(slope)``: the fitted top-layer time over the bottom-layer time."""
+        return math.exp(self.slope)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Ordinary least-squares slope of ``y`` on ``x`` (nan when ``x`` is constant)."""
+    dx = x - x.mean()
+    den = float(dx @ dx)
+    return float(dx @ (y - y.mean()) / den) if den > 0 else math.nan
+
+
+def depth_trend(
+    frame: pd.DataFrame,
+    *,
+    time: str = "step",
+    depth: str = "depth",
+    seed: str = "seed",
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    rng_seed: int = 0,
+) -> DepthTrend:
+    """Slope of log convergence time against relative depth, with a bootstrap over seeds.
+
+    ``frame`` holds one row per (seed, unit) -- a layer or a tensor -- with its depth and time.
+    Depth is made relative, ``x = (d - d_min) / (d_max - d_min)`` over the frame (0 = the
+    input layer, 1 = the top), and the fit is ordinary least squares of ``ln t`` on ``x`` over
+    all rows, so
+
+        slope = sum (x_i - x̄)(ln t_i - mean ln t) / sum (x_i - x̄)^2
+
+    is ``ln(t_top / t_bottom)`` on the fitted line: > 0 when deeper layers converge later (the
+    bottom-up claim), one number per model however many layers it has, so the criterion does
+    not get stricter as layers are added (requiring every pair of layers to be ordered does).
+
+    Interval: ``resamples`` bootstrap samples of the seeds with replacement (every row of a
+    drawn seed enters, so the layers of one run stay together), the pooled slope of each, and
+    the percentile interval at ``confidence`` (Efron & Tibshirani 1993, ch. 13) -- deterministic
+    for ``rng_seed``.  With few seeds the percentile interval is too narrow (see the module
+    docstring), so read it beside ``per_seed``, the same fit within each seed.  Rows whose
+    time is NaN (the unit never settled) are left out and counted in ``missing``; times must
+    otherwise be positive.
+    """
+    for column in (time, depth, seed):
+        if column not in frame:
+            raise ValueError(f"frame has no {column!r} column; columns: {list(frame.columns)}")
+    t = frame[time].to_numpy(dtype=float)
+    if np.any(t[~np.isnan(t)] <= 0) or np.any(np.isinf(t)):
+        raise ValueError(f"times must be positive and finite (nan: never), got {t.tolist()}")
+    keep = ~np.isnan(t) & frame[depth].notna().to_numpy()
+    rows = frame[keep]
+    d = rows[depth].to_numpy(dtype=float)
+    y = np.log(rows[time].to_numpy(dtype=float))
+    span = d.max() - d.min() if d.size else 0.0
+    x = (d - d.min()) / span if span > 0 else np.zeros_like(d)
+    seeds = rows[seed].to_numpy()
+    labels = list(dict.fromkeys(seeds.tolist()))
+    index = {s: np.flatnonzero(seeds == s) for s in labels}
+    per_seed = tuple(_slope(x[index[s]], y[index[s]]) for s in labels)
+    slope = _slope(x, y) if x.size else math.nan
+    low = high = math.nan
+    if len(labels) >= 2 and math.isfinite(slope):
+        if resamples < 1:
+            raise ValueError(f"resamples must be >= 1, got {resamples!r}")
+        rng = np.random.default_rng(rng_seed)
+        draws = rng.integers(0, len(labels), size=(resamples, len(labels)))
+        boot = np.empty(resamples)
+        for b, drawn in enumerate(draws):
+            idx = np.concatenate([index[labels[k]] for k in drawn])
+            boot[b] = _slope(x[idx], y[idx])
+        boot = boot[np.isfinite(boot)]
+        if boot.size:
+            tail = (1 - confidence) / 2 * 100
+            low, high = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
+    return DepthTrend(
+        slope=float(slope),
+        ci_low=low,
+        ci_high=high,
+        seeds=len(labels),
+        points=int(x.size),
+        missing=int(np.sum(~keep)),
+        per_seed=per_seed,
     )

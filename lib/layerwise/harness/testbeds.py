@@ -21,7 +21,7 @@ import dataclasses
 from .._validate import check_choice
 from .config import RunConfig
 
-__all__ = ["TESTBEDS", "V1_TESTBEDS", "Testbed", "final_seeds", "testbed"]
+__all__ = ["TESTBEDS", "V1_TESTBEDS", "Testbed", "testbed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,10 +180,3 @@ def testbed(name: str, profile: str = "full", protocol: int = 2) -> Testbed:
         small = bed.config.replace(steps=SMOKE_STEPS, epochs=None, eval_every=SMOKE_STEPS // 2)
         bed = dataclasses.replace(bed, config=small)
     return bed
-
-
-def final_seeds(dataset: str, profile: str = "full") -> tuple[int, ...]:
-    """Fresh seeds for the reruns: five on MNIST-1D, three elsewhere, two in smoke."""
-    if profile == "smoke":
-        return (1, 2)
-    return (1, 2, 3, 4, 5) if dataset == "mnist1d" else (1, 2, 3)

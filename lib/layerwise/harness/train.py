@@ -6,7 +6,7 @@ that diverges -- a non-finite training loss, or one above ``diverge_factor`` tim
 stops early and is recorded, never raised: a diverged learning rate is a result.
 
 With ``config.monitor_every`` the record also holds per-tensor training statistics
-(``record["layers"]``, ``probes.Monitor``); with ``config.probe_every`` it holds per-layer
+(``record["layers"]``, ``probes.Monitor``); with ``config.probe_every`` or ``config.probe_points`` it holds per-layer
 convergence measurements (``record["convergence"]``, ``probes.ConvergenceTracker``: CKA to the
 final representation, distance to the final weights, movement, rotation and re-initialisation
 robustness), read back with ``probes.convergence_frames``.
@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import groups, optim, schedules, transfer
-from ..probes import ConvergenceTracker, Monitor
+from ..probes import ConvergenceTracker, Monitor, log_checkpoints
 from . import data, models
 from .config import FORMAT_VERSION, RunConfig
 
@@ -50,6 +50,8 @@ REINIT_POINTS = 8  # checkpoints the re-initialisation table resets each layer t
 REINIT_EXAMPLES = 1000  # validation examples per re-initialisation evaluation (not text)
 CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
 BATCH_SEED_OFFSET = 1_000_003  # the data order's generator is seeded with seed + this
+# re-randomisation draws from seed + this: the run's own seed would redraw the initial weights
+REDRAW_SEED_OFFSET = 2_000_003
 
 State = Mapping[str, torch.Tensor]
 
@@ -252,8 +254,18 @@ def _scheduler(
     return schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
 
 
-def _tracker(model: nn.Module, config: RunConfig, feed: _Feed) -> ConvergenceTracker | None:
-    """The run's ``probes.ConvergenceTracker``, or ``None`` when ``probe_every`` is not set.
+def _tracker(
+    model: nn.Module, config: RunConfig, feed: _Feed, n_steps: int
+) -> ConvergenceTracker | None:
+    """The run's ``probes.ConvergenceTracker``, or ``None`` when neither ``probe_every`` nor
+    ``probe_points`` is set.
+
+    ``probe_points``: checkpoints at ``probes.log_checkpoints(n_steps, probe_points)``, the
+    re-initialisation table at every one of them, and re-randomisation (seeded with the run's
+    seed plus ``REDRAW_SEED_OFFSET``: the run's own seed would draw the initial weights again)
+    -- for classifiers only: a language model has a few dozen modules, and one
+    evaluation per module and checkpoint would cost more than its training.  ``probe_every``:
+    a checkpoint every that many steps, the table at ``REINIT_POINTS`` of them.
 
     Probe batch: the first ``probe_examples`` validation examples (text: the first validation
     windows).  Re-initialisation metric, at ``REINIT_POINTS`` of the checkpoints: validation
@@ -262,7 +274,7 @@ def _tracker(model: nn.Module, config: RunConfig, feed: _Feed) -> ConvergenceTra
     (64 windows of ``block`` characters) -- both bound the cost of one evaluation per layer and
     checkpoint.
     """
-    if not config.probe_every:
+    if not (config.probe_every or config.probe_points):
         return None
     if feed.language:
         metric, split = "neg_val_loss", data.Split(feed.val_curve.x[::4], feed.val_curve.y[::4])
@@ -276,14 +288,19 @@ def _tracker(model: nn.Module, config: RunConfig, feed: _Feed) -> ConvergenceTra
         def score(m: nn.Module) -> float:
             return evaluate(m, split)["acc"]
 
+    logspaced = config.probe_points is not None
+    robustness = not (logspaced and feed.language)
     return ConvergenceTracker(
         model,
         feed.val_full.x[: config.probe_examples],
-        config.probe_every,
-        score,
+        None if logspaced else config.probe_every,
+        score if robustness else None,
         metric=metric,
         max_examples=config.probe_examples,
-        reinit_points=REINIT_POINTS,
+        reinit_points=None if logspaced else REINIT_POINTS,
+        at_steps=log_checkpoints(n_steps, config.probe_points) if logspaced else None,
+        redraw=logspaced and robustness,
+        redraw_seed=config.seed + REDRAW_SEED_OFFSET,
     )
 
 
@@ -349,7 +366,7 @@ def train(
     monitor = (
         Monitor(model, optimizer, every=config.monitor_every) if config.monitor_every else None
     )
-    tracker = _tracker(model, config, feed)
+    tracker = _tracker(model, config, feed, n_steps)
     unfreezing = (
         transfer.GradualUnfreezing(model, feed.val_curve.x[:2], config.unfreeze_every)
         if config.unfreeze_every

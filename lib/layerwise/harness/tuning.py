@@ -50,7 +50,6 @@ __all__ = [
     "check_protocol",
     "log_grid",
     "run_score",
-    "stored_best_lr",
     "tune",
 ]
 
@@ -343,38 +342,3 @@ def _neighbours(lr: float, grid: Sequence[float]) -> list[float]:
 
 def _ratio(a: float, b: float) -> float:
     return max(a, b) / min(a, b)
-
-
-def stored_best_lr(
-    store: Store,
-    study: str,
-    config: RunConfig,
-    metric: str = "acc",
-    tune_seeds: Sequence[int] = (0,),
-    score_evals: int = 1,
-) -> float | None:
-    """The rate ``tune`` chose for ``config`` in ``study``, read from the store without training.
-
-    Among the stored grid runs of ``study`` that equal ``config`` except for ``lr`` and
-    ``seed`` (seed in ``tune_seeds``), the one with the best mean validation ``metric``
-    score (``run_score`` with ``score_evals``; diverged runs count as failures, as in ``tune``);
-    ``None`` when the store holds none.
-    """
-    check_choice("metric", metric, METRICS)
-    probe = config.replace(lr=1.0, seed=0).key()
-    records = [
-        r
-        for r in store.records(study)
-        if r["config"]["seed"] in tune_seeds
-        and RunConfig.from_dict(r["config"]).replace(lr=1.0, seed=0).key() == probe
-    ]
-    if not records:
-        return None
-    larger = METRICS[metric]
-    worst = -math.inf if larger else math.inf
-    scores = pd.Series(
-        [run_score(r, f"val_{metric}", score_evals) for r in records],
-        index=[r["config"]["lr"] for r in records],
-    ).fillna(worst)
-    means = scores.groupby(level=0).mean().sort_index()
-    return float(means.idxmax() if larger else means.idxmin())

@@ -4,36 +4,29 @@ formula and the paper it comes from.  ``ConvergenceTracker`` records them inside
 """
 
 from .activations import capture_activations, parameter_owners, record_outputs
-from .cka import ConstantRepresentationWarning, cka_to_final, convergence_step, linear_cka
+from .cka import ConstantRepresentationWarning, cka_to_final, linear_cka, normalise_to_start
 from .monitor import QUANTITIES, Monitor, monitor_frame
 from .movement import distance_to_final, layer_rotation, relative_movement
 from .reinit import reinit_robustness
-from .tracker import (
-    ConvergenceTracker,
-    bottom_up,
-    bottom_up_runs,
-    convergence_frames,
-    convergence_times,
-)
+from .tracker import ConvergenceTracker, convergence_frames, log_checkpoints, settling_times
 
 __all__ = [
     "QUANTITIES",
     "ConstantRepresentationWarning",
     "ConvergenceTracker",
     "Monitor",
-    "bottom_up",
-    "bottom_up_runs",
     "capture_activations",
     "cka_to_final",
     "convergence_frames",
-    "convergence_step",
-    "convergence_times",
     "distance_to_final",
     "layer_rotation",
     "linear_cka",
+    "log_checkpoints",
     "monitor_frame",
+    "normalise_to_start",
     "parameter_owners",
     "record_outputs",
     "reinit_robustness",
     "relative_movement",
+    "settling_times",
 ]

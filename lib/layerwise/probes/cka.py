@@ -9,18 +9,20 @@ same n examples,
 which equals HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for the linear Gram matrices K = X X^T and
 L = Y Y^T.  It is 1 for identical representations and invariant to orthogonal transforms and
 isotropic scaling of either one.  Used here for the SVCCA-style question of Raghu et al. (2017) --
-when does each layer reach its final representation?
+when does each layer reach its final representation? -- with the series normalised by its
+starting value (:func:`normalise_to_start`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 
-__all__ = ["ConstantRepresentationWarning", "cka_to_final", "convergence_step", "linear_cka"]
+__all__ = ["ConstantRepresentationWarning", "cka_to_final", "linear_cka", "normalise_to_start"]
 
 
 class ConstantRepresentationWarning(RuntimeWarning):
@@ -135,13 +137,21 @@ def cka_to_final(
     return pd.DataFrame(rows, columns=["step", "layer", "cka"])
 
 
-def convergence_step(frame: pd.DataFrame, threshold: float = 0.9) -> pd.Series:
-    """Per layer, the first step whose CKA to the final representation is >= ``threshold``.
+def normalise_to_start(values: Sequence[float]) -> list[float]:
+    """A CKA-to-final series rescaled by its starting value: ``(c_t - c_0) / (1 - c_0)``.
 
-    ``frame`` has columns ``step``, ``layer``, ``cka`` (as :func:`cka_to_final` returns).  The
-    result is indexed by layer in order of first appearance; a layer that never reaches the
-    threshold gets NaN.  Raghu et al. (2017) read bottom-up convergence off this ordering.
+    Linear CKA of a layer at initialisation to its final self is often far from 0 -- a random
+    first layer of an image model can already score 0.8-0.99 -- so the raw series makes layers
+    look converged where they merely started.  The normalised series is 0 at the first
+    checkpoint and 1 where the raw one is 1 (the final checkpoint), and reads as the fraction of
+    the way from the starting similarity to the final representation; it can dip below 0 when
+    a layer first moves away from its final representation.  Undefined (NaN) where ``c_0`` is
+    NaN or 1 (nothing left to converge) and where ``c_t`` is NaN.
     """
-    layers = frame["layer"].drop_duplicates()
-    reached = frame[frame["cka"] >= threshold].groupby("layer", sort=False)["step"].min()
-    return reached.reindex(layers).rename("step")
+    c = [float(v) for v in values]
+    if not c:
+        return []
+    start = c[0]
+    if math.isnan(start) or start >= 1.0:
+        return [math.nan] * len(c)
+    return [(v - start) / (1.0 - start) for v in c]

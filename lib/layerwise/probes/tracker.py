@@ -1,9 +1,10 @@
 """Per-layer convergence measured inside a training run: representations, weights, resets.
 
 :class:`ConvergenceTracker` keeps checkpoints of one model during training -- at step 0 and
-every ``every`` steps -- and turns them into a JSON-ready record; :func:`convergence_frames`
-reads such a record back as tidy frames, and :func:`bottom_up` / :func:`bottom_up_runs` test
-whether convergence time grows with depth.  Each checkpoint holds
+every ``every`` steps, or at given steps such as :func:`log_checkpoints` (dense early, sparse
+late) -- and turns them into a JSON-ready record; :func:`convergence_frames` reads such a record
+back as tidy frames, and :func:`settling_times` reads each layer's convergence step off them.
+Each checkpoint holds
 
 * the output of every layer on one fixed probe batch (for the representation measure), and
 * a CPU copy of the model's state dict (for the weight measures and the resets).
@@ -13,16 +14,20 @@ From them, with ``t`` a checkpoint, ``T`` the last one and ``||.||`` the Frobeni
 * representation convergence, per layer: linear CKA of ``A_l(t)`` to ``A_l(T)`` on the probe
   batch (Kornblith et al. 2019, :func:`~layerwise.probes.linear_cka`), the measure of SVCCA's
   "bottom-up" convergence plot (Raghu, Gilmer, Yosinski, Sohl-Dickstein 2017, NeurIPS,
-  arXiv:1706.05806, Fig. 4): the first ``t`` with CKA >= 0.9 is the layer's convergence step;
+  arXiv:1706.05806, Fig. 4), and the same normalised by its starting value,
+  ``(CKA(t) - CKA(0)) / (1 - CKA(0))`` (:func:`~layerwise.probes.normalise_to_start`), so that a
+  layer whose random features already resemble its final ones does not look converged at step 0;
 * distance to final, per tensor: ``d(t) = ||w(t) - w(T)|| / ||w(0) - w(T)||`` (1 at step 0, 0
-  at the end), whose first ``t`` with ``d(t) < 0.1`` orders layers in Chen, Yuille, Zhou (2023,
-  "Which Layer is Learning Faster?", ICLR), who find shallow layers converge first;
+  at the end), the weight-space reading of "which layer converges first" (Chen, Yuille, Zhou
+  2023, "Which Layer is Learning Faster?", ICLR);
 * relative movement ``||w(t) - w(0)|| / ||w(0)||`` (at ``T``: the layer movement of Zhang,
   Bengio, Singer 2019) and rotation ``1 - cos(w(t), w(0))`` (Carbonnelle & De Vleeschouwer);
 * re-initialisation robustness, per layer and checkpoint: the metric of the trained model with
   that one layer reset to its value at the checkpoint (Zhang, Bengio, Singer, "Are All Layers
   Created Equal?", JMLR 2022, arXiv:1902.01996); the checkpoint at step 0 is the paper's
-  re-initialisation, the last one the unchanged model.
+  re-initialisation, the last one the unchanged model; with ``redraw=True`` also their
+  re-randomisation robustness: the metric with the layer drawn afresh (its module's
+  ``reset_parameters()``, under a seeded generator).
 
 Depth (0 = nearest the input) is :func:`layerwise.layers.layer_table`'s with
 ``granularity="layer"`` (one depth per layer, not per block), traced on the probe batch.
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,30 +54,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._validate import check_choice, check_int
+from .._validate import check_int
 from ..layers import _parent, _under, layer_table
 from .activations import capture_activations, parameter_owners
-from .cka import ConstantRepresentationWarning, cka_to_final, convergence_step
+from .cka import ConstantRepresentationWarning, cka_to_final, normalise_to_start
 from .movement import distance_to_final, layer_rotation, relative_movement
 from .reinit import reinit_robustness
 
 __all__ = [
     "FRAMES",
     "ConvergenceTracker",
-    "bottom_up",
-    "bottom_up_runs",
     "convergence_frames",
-    "convergence_times",
+    "log_checkpoints",
+    "settling_times",
 ]
 
-FRAMES: tuple[str, ...] = ("cka", "distance", "rotation", "movement", "reinit")
-
-CKA_THRESHOLD = (
-    0.9  # Raghu et al. 2017 as set up in the study plan (docs/references.md#measure-cka)
-)
-DISTANCE_THRESHOLD = (
-    0.1  # Chen et al. 2023 as set up in the study plan (docs/references.md#measure-distance)
-)
+FRAMES: tuple[str, ...] = ("cka", "distance", "rotation", "movement", "reinit", "redraw")
 
 
 def _finite(value: float) -> float | None:
@@ -107,6 +104,27 @@ def _spread(n: int, points: int | None) -> list[int]:
     return chosen
 
 
+def log_checkpoints(total: int, points: int) -> list[int]:
+    """``points`` distinct checkpoint steps in ``[0, total]``: step 0, the final step ``total``
+    and, between them, steps as evenly spaced in ``log(step)`` as whole steps allow -- dense
+    early, where layers move most, sparse late.
+
+    The inner steps are the rounded values of ``geomspace(1, total, k)`` with ``k`` the smallest
+    count that gives ``points - 1`` distinct steps >= 1 (rounding merges neighbours near 1), so
+    when ``total`` allows it there are exactly ``points``; with fewer steps than points every
+    step ``0..total`` is a checkpoint.
+    """
+    check_int("total", total, 1)
+    check_int("points", points, 2)
+    if points > total:
+        return list(range(total + 1))
+    for k in range(max(2, points - 1), total + 1):  # k >= 2: the last inner step is ``total``
+        inner = sorted({int(round(v)) for v in np.geomspace(1, total, k)})
+        if len(inner) >= points - 1:
+            break
+    return [0, *inner[: points - 2], total] if len(inner) > points - 1 else [0, *inner]
+
+
 class ConvergenceTracker:
     """Keep checkpoints of ``model`` during training and measure per-layer convergence.
 
@@ -114,7 +132,8 @@ class ConvergenceTracker:
         model: the model being trained.
         probe_input: a fixed batch the model accepts (``model(probe_input)``); its first
             ``max_examples`` rows are used for every representation.
-        every: keep a checkpoint at every step that is a multiple of this (step 0 included).
+        every: keep a checkpoint at every step that is a multiple of this (step 0 included);
+            ``None`` with ``at_steps``.
         evaluate: ``evaluate(model) -> float``, e.g. validation accuracy; when given,
             :meth:`to_record` adds the re-initialisation robustness table.
         metric: the name under which ``evaluate``'s values are recorded.
@@ -129,6 +148,14 @@ class ConvergenceTracker:
             geometrically spaced indices in between -- dense early, as the epochs
             {0, 1, 2, 5, 10, 20} of Zhang, Bengio, Singer.
         debiased: use the debiased CKA estimator (see :func:`~layerwise.probes.linear_cka`).
+        at_steps: keep a checkpoint at exactly these steps instead (e.g.
+            :func:`log_checkpoints`); give ``every=None`` then.  ``max_checkpoints`` does not
+            apply.
+        redraw: also record re-randomisation robustness: the metric with each layer drawn
+            afresh by its module's ``reset_parameters()`` (layers whose module has none get
+            ``None``), under a generator seeded with ``redraw_seed``.  The draw is the module's
+            own initialiser, which is the model's initial distribution unless the model
+            re-initialises its layers after building them.
 
     The training loop calls :meth:`observe` at step 0 (before training) and after every
     optimizer step, then :meth:`to_record` once training is over::
@@ -152,7 +179,7 @@ class ConvergenceTracker:
         self,
         model: nn.Module,
         probe_input: torch.Tensor,
-        every: int,
+        every: int | None,
         evaluate: Callable[[nn.Module], float] | None = None,
         *,
         metric: str = "metric",
@@ -160,8 +187,21 @@ class ConvergenceTracker:
         max_checkpoints: int = 30,
         reinit_points: int | None = None,
         debiased: bool = False,
+        at_steps: Sequence[int] | None = None,
+        redraw: bool = False,
+        redraw_seed: int = 0,
     ):
-        check_int("every", every, 1)
+        if (every is None) == (at_steps is None):
+            raise ValueError(
+                f"give exactly one of every={every!r} and at_steps={at_steps!r}: periodic "
+                "checkpoints or checkpoints at given steps"
+            )
+        if every is not None:
+            check_int("every", every, 1)
+        else:
+            at_steps = sorted({check_int("checkpoint step", int(s), 0) for s in at_steps})
+            if not at_steps or at_steps[0] != 0:
+                raise ValueError(f"at_steps must include step 0, got {at_steps}")
         check_int("max_examples", max_examples, 1)
         check_int("max_checkpoints", max_checkpoints, 2)
         if reinit_points is not None:
@@ -170,6 +210,9 @@ class ConvergenceTracker:
         self.probe = probe_input[:max_examples]
         self.every = every
         self.stride = every
+        self.at_steps = None if at_steps is None else frozenset(at_steps)
+        self.redraw = redraw
+        self.redraw_seed = redraw_seed
         self.evaluate = evaluate
         self.metric = metric
         self.max_checkpoints = max_checkpoints
@@ -208,8 +251,15 @@ class ConvergenceTracker:
     # during training
 
     def observe(self, step: int) -> None:
-        """Keep a checkpoint if ``step`` is a multiple of the current :attr:`stride`."""
-        if step % self.stride or (self.steps and self.steps[-1] == step):
+        """Keep a checkpoint if ``step`` is one of ``at_steps``, or a multiple of the current
+        :attr:`stride`."""
+        if self.steps and self.steps[-1] == step:
+            return
+        if self.at_steps is not None:
+            if step in self.at_steps:
+                self.checkpoint(step)
+            return
+        if step % self.stride:
             return
         self.checkpoint(step)
         while len(self.steps) > self.max_checkpoints - 1:
@@ -249,14 +299,16 @@ class ConvergenceTracker:
             {"every": k, "stride": s, "examples": n, "metric": name or None,
              "step": [0, ..., final_step], "reinit_step": [0, ..., final_step],
              "layers": {module: {"depth", "order", "cka": [...] or None,
-                                 "reinit": [...] or None}},
+                                 "reinit": [...] or None, "redraw": value or None}},
              "params": {name: {"layer", "depth", "distance": [...], "movement": [...],
                                "rotation": [...]}}}
 
         Every list is aligned with ``"step"``, except ``reinit``, aligned with ``"reinit_step"``
         (all steps, or ``reinit_points`` of them).  ``cka[i]`` is the CKA of the module's output
         at ``step[i]`` to its final output; ``reinit[j]`` the metric of the final model with the
-        module reset to its ``reinit_step[j]`` value; ``movement[-1]`` is ``||w_T - w_0|| / ||w_0||``.
+        module reset to its ``reinit_step[j]`` value; ``redraw`` (only with ``redraw=True``) the
+        metric of the final model with the module drawn afresh; ``movement[-1]`` is
+        ``||w_T - w_0|| / ||w_0||``.
         """
         if not self.steps or self.steps[-1] != final_step:
             self.checkpoint(final_step)
@@ -290,7 +342,8 @@ class ConvergenceTracker:
                 layer: [_finite(v) for v in group["metric"]]
                 for layer, group in table.groupby("layer")
             }
-        return {
+        redrawn = self._redrawn() if self.redraw and self.evaluate is not None else {}
+        record = {
             "every": self.every,
             "stride": self.stride,
             "examples": int(self.probe.shape[0]),
@@ -303,6 +356,7 @@ class ConvergenceTracker:
                     "order": self.order.get(module),
                     "cka": cka_series.get(module),
                     "reinit": reinit.get(module),
+                    **({"redraw": redrawn.get(module)} if self.redraw else {}),
                 }
                 for module in self.layers
             },
@@ -315,6 +369,17 @@ class ConvergenceTracker:
                 for name in self.params
             },
         }
+        return record
+
+    def _redrawn(self) -> dict[str, float | None]:
+        """Re-randomisation robustness: the metric of the final model with each layer that has
+        ``reset_parameters()`` drawn afresh (one draw per layer, seeded), others ``None``."""
+        named = dict(self.model.named_modules())
+        layers = [m for m in self.layers if hasattr(named[m], "reset_parameters")]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.redraw_seed)
+            table = reinit_robustness(self.model, [], self.evaluate, layers=layers, mode="redraw")
+        return {row.layer: _finite(row.metric) for row in table.itertuples()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,16 +407,19 @@ def _nan(value: float | None) -> float:
 def convergence_frames(record: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """Tidy frames of a run's convergence measurements.
 
-    ``record`` is a run record made with ``probe_every`` (or the tracker's own dict).  Returns
-    (``None`` values become NaN; ``depth`` and ``order`` are nullable integers)
+    ``record`` is a run record made with ``probe_every`` or ``probe_points`` (or the tracker's
+    own dict).  Returns (``None`` values become NaN; ``depth`` and ``order`` are nullable
+    integers)
 
-    * ``"cka"``: ``step``, ``layer``, ``depth``, ``order``, ``cka``;
+    * ``"cka"``: ``step``, ``layer``, ``depth``, ``order``, ``cka``, ``cka_normalised``
+      (:func:`~layerwise.probes.normalise_to_start` of the layer's series);
     * ``"distance"``: ``step``, ``name``, ``layer``, ``depth``, ``distance``;
     * ``"rotation"``: ``step``, ``name``, ``layer``, ``depth``, ``rotation``;
     * ``"movement"``: ``name``, ``layer``, ``depth``, ``movement`` -- the final
       ``||w_T - w_0|| / ||w_0||``;
     * ``"reinit"``: ``layer``, ``depth``, ``checkpoint`` (the step reset to), ``metric``
-      (empty when the run had no ``evaluate``).
+      (empty when the run had no ``evaluate``);
+    * ``"redraw"``: ``layer``, ``depth``, ``metric`` (empty unless the run re-randomised).
     """
     conv = _convergence(record)
     steps = conv["step"]
@@ -360,11 +428,15 @@ def convergence_frames(record: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     for layer, info in conv["layers"].items():
         depth = info["depth"]
         if info.get("cka") is not None:
-            for step, value in zip(steps, info["cka"], strict=True):
-                rows["cka"].append((step, layer, depth, info["order"], _nan(value)))
+            values = [_nan(v) for v in info["cka"]]
+            normalised = normalise_to_start(values)
+            for step, value, norm in zip(steps, values, normalised, strict=True):
+                rows["cka"].append((step, layer, depth, info["order"], value, norm))
         if info.get("reinit") is not None:
             for step, value in zip(reinit_steps, info["reinit"], strict=True):
                 rows["reinit"].append((layer, depth, step, _nan(value)))
+        if "redraw" in info:
+            rows["redraw"].append((layer, depth, _nan(info["redraw"])))
     for name, info in conv["params"].items():
         layer, depth = info["layer"], info["depth"]
         for column in ("distance", "rotation"):
@@ -372,11 +444,12 @@ def convergence_frames(record: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
                 rows[column].append((step, name, layer, depth, _nan(value)))
         rows["movement"].append((name, layer, depth, _nan(info["movement"][-1])))
     columns = {
-        "cka": ["step", "layer", "depth", "order", "cka"],
+        "cka": ["step", "layer", "depth", "order", "cka", "cka_normalised"],
         "distance": ["step", "name", "layer", "depth", "distance"],
         "rotation": ["step", "name", "layer", "depth", "rotation"],
         "movement": ["name", "layer", "depth", "movement"],
         "reinit": ["layer", "depth", "checkpoint", "metric"],
+        "redraw": ["layer", "depth", "metric"],
     }
     frames = {}
     for name in FRAMES:
@@ -389,115 +462,39 @@ def convergence_frames(record: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------------------------
-# the bottom-up claim
+# when does a layer converge?
 
 
-def convergence_times(
-    frame: pd.DataFrame, threshold: float | None = None, by: str = "depth"
+def settling_times(
+    frame: pd.DataFrame, value: str, threshold: float, *, unit: str, below: bool = False
 ) -> pd.DataFrame:
-    """Per layer (CKA frame) or tensor (distance frame), its depth and convergence step.
+    """Per ``unit`` (a layer, a tensor), the step from which ``value`` stays past ``threshold``.
 
-    For a ``"cka"`` frame: the first step with CKA >= ``threshold`` (default 0.9; Raghu et al.
-    2017, via :func:`~layerwise.probes.convergence_step`).  For a ``"distance"`` frame: the first
-    step with ``||w(t) - w(T)|| / ||w(0) - w(T)|| < threshold`` (default 0.1; Chen et al. 2023).
-    ``by`` names the depth column (``"depth"``, or ``"order"`` for a CKA frame).  Returns
-    columns ``unit`` (layer or tensor name), ``by`` and ``step`` (NaN: never reached, or
-    undefined).
+    ``t_u = min{t_i : v(t_j) >= threshold for every checkpoint j >= i}`` (``<`` with
+    ``below=True``): the *settling* step, not the first crossing, so a curve that touches the
+    threshold and falls back does not count as converged, and a measure that is noisy near its
+    end point cannot cross early by chance.  A curve whose last value misses the threshold, or
+    with an undefined (NaN) value after its last miss, has no settling step (NaN).  For a
+    curve "to final" the last value is the end point itself (CKA 1, distance 0), so every
+    defined curve settles by the final checkpoint at the latest.
+
+    ``frame`` has ``step``, ``unit``, ``depth`` and ``value`` columns (one of
+    :func:`convergence_frames`' frames).  Returns ``unit``, ``depth`` and ``step`` in order of
+    first appearance.
     """
-    if "cka" in frame:
-        threshold = CKA_THRESHOLD if threshold is None else threshold
-        steps = convergence_step(frame[["step", "layer", "cka"]], threshold)
-        unit = "layer"
-    elif "distance" in frame:
-        threshold = DISTANCE_THRESHOLD if threshold is None else threshold
-        unit = "name"
-        units = frame[unit].drop_duplicates()
-        reached = frame[frame["distance"] < threshold].groupby(unit, sort=False)["step"].min()
-        steps = reached.reindex(units)
-    else:
-        raise ValueError(f"expected a 'cka' or 'distance' frame, got columns {list(frame)}")
-    check_choice("by", by, [c for c in ("depth", "order") if c in frame])
-    depth = frame.drop_duplicates(unit).set_index(unit)[by]
-    return pd.DataFrame(
-        {
-            "unit": steps.index,
-            by: depth.reindex(steps.index).to_numpy(),
-            "step": steps.to_numpy(dtype=float),
-        }
-    )
-
-
-def _spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rank correlation: Pearson correlation of the average-tie ranks."""
-    rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
-    ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
-    if len(rx) < 2:
-        return None
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = math.sqrt(float(np.dot(rx, rx)) * float(np.dot(ry, ry)))
-    return float(np.dot(rx, ry)) / den if den > 0 else None
-
-
-def _non_decreasing(depth: Sequence[float], step: Sequence[float]) -> bool:
-    """True when no layer converges later than any deeper layer (ties in depth allowed)."""
-    times = pd.DataFrame({"depth": depth, "step": step})
-    frame = times.groupby("depth")["step"].agg(["min", "max"])
-    earlier = frame["max"].cummax().shift(1)  # latest convergence among shallower depths
-    return bool((earlier.isna() | (earlier <= frame["min"])).all())
-
-
-def bottom_up(
-    frame: pd.DataFrame, threshold: float | None = None, by: str = "depth"
-) -> dict[str, Any]:
-    """Does convergence time grow with depth?  One run's ``"cka"`` (or ``"distance"``) frame.
-
-    With ``t_l`` the convergence step of :func:`convergence_times`, over the layers that have
-    both a depth and a ``t_l``, returns
-
-    * ``spearman``: Spearman's rank correlation between depth and ``t_l`` (ties get average
-      ranks), ``rho = cov(r(depth), r(t)) / (sd(r(depth)) sd(r(t)))``; ``None`` when fewer than
-      two layers or either variable is constant; > 0 means deeper layers converge later;
-    * ``non_decreasing``: ``t_l`` never decreases with depth -- every layer converges no later
-      than every deeper one, the bottom-up criterion of Raghu et al. (2017) as set in the study
-      plan; ``None`` when fewer than two layers;
-    * ``layers``: how many layers entered.
-    """
-    times = convergence_times(frame, threshold, by).dropna(subset=[by, "step"])
-    depth = times[by].astype(float).to_numpy()
-    step = times["step"].to_numpy()
-    enough = len(times) >= 2
-    return {
-        "spearman": _spearman(depth, step) if enough else None,
-        "non_decreasing": _non_decreasing(depth, step) if enough else None,
-        "layers": len(times),
-    }
-
-
-def bottom_up_runs(
-    records: Iterable[Mapping[str, Any]],
-    threshold: float | None = None,
-    by: str = "depth",
-    measure: str = "cka",
-) -> pd.DataFrame:
-    """:func:`bottom_up` for every run record that has convergence measurements.
-
-    ``measure`` is ``"cka"`` (representations) or ``"distance"`` (weights).  One row per run:
-    ``key``, ``dataset``, ``model``, ``optimizer``, ``lr``, ``seed``, ``spearman``,
-    ``non_decreasing``, ``layers``.  Runs without ``"convergence"`` are skipped.
-    """
-    check_choice("measure", measure, ("cka", "distance"))
+    for column in ("step", unit, "depth", value):
+        if column not in frame:
+            raise ValueError(f"frame has no {column!r} column; columns: {list(frame.columns)}")
     rows = []
-    for record in records:
-        if record.get("convergence") is None:
-            continue
-        config = record.get("config", {})
-        result = bottom_up(convergence_frames(record)[measure], threshold, by)
-        rows.append(
-            {
-                "key": record.get("key"),
-                **{k: config.get(k) for k in ("dataset", "model", "optimizer", "lr", "seed")},
-                **result,
-            }
-        )
-    columns = ["key", "dataset", "model", "optimizer", "lr", "seed", "spearman"]
-    return pd.DataFrame(rows, columns=[*columns, "non_decreasing", "layers"])
+    for name, curve in frame.groupby(unit, sort=False):
+        curve = curve.sort_values("step")
+        v = curve[value].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            ok = v < threshold if below else v >= threshold
+        misses = np.flatnonzero(~ok)  # NaN counts as a miss
+        first = 0 if misses.size == 0 else misses[-1] + 1
+        step = float(curve["step"].iloc[first]) if first < len(v) else math.nan
+        rows.append((name, curve["depth"].iloc[0], step))
+    out = pd.DataFrame(rows, columns=["unit", "depth", "step"])
+    out["depth"] = out["depth"].astype("Int64")
+    return out

@@ -1,354 +1,692 @@
-"""Study 02's design: do layers converge at different speeds under one learning rate?
+"""Study 02 (v2): do layers converge at different speeds when a network is trained from scratch?
 
-Every testbed of ``testbeds.V1_TESTBEDS`` is trained at the single rate ``01_baselines`` chose for
-it, on fresh seeds, with two instruments switched on:
+Design (each choice answers a defect the review of v1 found; ``docs/references.md#claim-6``,
+``#claim-7``, ``#claim-12``):
 
-* the convergence tracker (``RunConfig.probe_every``, ``probes.ConvergenceTracker``):
-  :data:`CHECKPOINTS` evenly spaced checkpoints of representations and weights, giving per-layer
-  CKA to final (Raghu et al. 2017; Kornblith et al. 2019), distance to final (Chen et al. 2023),
-  relative movement and re-initialisation robustness (Zhang, Bengio, Singer 2022);
-* the per-tensor monitor (``RunConfig.monitor_every``, ``probes.Monitor``) at
-  :data:`MONITOR_POINTS` steps, giving ``||g|| / ||w||`` and ``||Δw|| / ||w||`` per layer: the
-  spread a per-layer rate would have to correct.
+* **A real end point.**  Every instrumented run trains at its testbed's short budget with linear
+  warmup and cosine decay to zero (``comparisons.with_decay``), so the final weights are where
+  training stopped moving, not a point on a random walk under a constant rate.
+* **Tuned rates, both optimizers.**  SGD with momentum 0.9 and AdamW, each at the uniform rate
+  protocol v2 chose: read from study 03's stored uniform arms where 03 tuned that pair
+  (:data:`FROM_03`), tuned here under the same protocol where it did not (:data:`TUNED_HERE`:
+  SGD on the families 03 ran with AdamW only, and Zhang-Bengio-Singer's network).  The
+  character transformer runs at nanoGPT's published rate (``1e-3``; :data:`RECIPE`): tuning it
+  would cost more than the rest of the study together, so its rate is stated as untuned.
+* **Log-spaced checkpoints.**  :data:`CHECKPOINTS` checkpoints at log-spaced steps, step 0 and
+  the final step included (``probes.log_checkpoints``), so the first few percent of training,
+  where layers move most, get as many points as the rest.
+* **CKA normalised by its start.**  Beside raw linear CKA to final, ``(CKA(t) - CKA(0)) / (1 -
+  CKA(0))`` (``probes.normalise_to_start``): the fraction of the way from the layer's starting
+  similarity to its final representation.
+* **Settling time, not first crossing.**  A layer's convergence step is the checkpoint from
+  which its measure stays past the threshold (``probes.settling_times``): normalised CKA >=
+  :data:`CKA_LEVEL`, distance to final < :data:`DISTANCE_LEVEL`.
+* **One number per family for the depth trend.**  The slope of log convergence time against
+  relative depth (0 = input layer, 1 = top), i.e. ``ln(t_top / t_bottom)`` on the fitted line,
+  with a bootstrap interval over seeds (``stats.depth_trend``), plus Kendall's tau-b between
+  depth and time per seed with its ties (``stats.kendall_tau_b``).  Neither gets stricter with
+  the number of layers, unlike v1's "every layer no later than every deeper one".
+* **Zhang, Bengio & Singer in their setting.**  Their fully connected network (784-256-256-256-10,
+  :data:`ZBS_FCN`) on Fashion-MNIST with SGD and, as a second arm, AdamW, trained
+  :data:`ZBS_EPOCHS` epochs; every instrumented classifier (the CNNs included) records the
+  error with one layer reset to each checkpoint (re-initialisation) and drawn afresh
+  (re-randomisation).  Reported as effect sizes (added error with an interval over seeds).
+* **The spread a per-layer rate would correct.**  Per weight matrix, ``||Δw|| / ||w||`` per step
+  (the relative update, what a per-layer rate scales) and ``||g|| / ||w||``, from
+  ``probes.Monitor``; the spread is the largest over the smallest matrix at each monitored step.
+
+Weight convergence and Chen, Yuille & Zhou (ICLR 2023): the measure here is the project's
+distance to final, ``||w(t) - w(T)|| / ||w(0) - w(T)||`` (``probes.distance_to_final``).  Their
+paper's own definition of a layer's convergence could not be read (only the abstract and
+introduction of the stored text were reachable), so it is not implemented literally; see
+``docs/references.md#chen2023layerconvergence`` for what differs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from .._validate import check_choice
+from ..harness import comparisons, stats
+from ..harness.comparisons import Comparison
 from ..harness.config import RunConfig
-from ..harness.data import load
 from ..harness.models import build
-from ..harness.stats import format_ci, mean_ci
 from ..harness.store import Store
-from ..harness.testbeds import Testbed, final_seeds
-from ..harness.train import total_steps
-from ..harness.tuning import stored_best_lr
-from ..probes import bottom_up_runs, convergence_frames, convergence_times, monitor_frame
+from ..harness.sweep import MissingRunsError, run_configs
+from ..harness.testbeds import Testbed, testbed
+from ..harness.tuning import TuningResult
+from ..probes import convergence_frames, monitor_frame, settling_times
+from . import discriminative_rates
 
 __all__ = [
-    "BASELINE_STUDY",
-    "answer",
     "CHECKPOINTS",
-    "MONITOR_POINTS",
-    "convergence_long",
-    "criticality_table",
+    "CKA_LEVEL",
+    "DISTANCE_LEVEL",
+    "FROM_03",
+    "RATES_STUDY",
+    "RECIPE",
+    "STUDY",
+    "TUNED_HERE",
+    "ZBS_FCN",
+    "Instrumented",
+    "answer",
+    "cka_long",
+    "distance_long",
+    "gather",
     "instrumented",
-    "per_layer_table",
-    "ordering_table",
-    "ratio_frame",
-    "ratio_spread",
-    "seeds_for",
+    "layer_time_table",
+    "movement_long",
+    "rate_plans",
+    "rate_table",
+    "robustness_long",
+    "robustness_table",
+    "spread_frame",
+    "spread_table",
+    "start_table",
     "times_long",
+    "trend_summary",
+    "trend_table",
 ]
 
-BASELINE_STUDY = "01_baselines"
-CHECKPOINTS = 30  # the tracker's cap (final checkpoint included)
-MONITOR_POINTS = 50
-# Probe windows of a language task: each window holds ``block`` tokens, so 64 windows of 64
-# characters (4096 positions) already cost more per CKA than 512 MNIST-1D examples.
-TEXT_PROBE_WINDOWS = 64
+STUDY = "02_layer_convergence"
+RATES_STUDY = "03_discriminative_rates"
+CHECKPOINTS = 30  # log-spaced, step 0 and the final step included
+MONITOR_POINTS = 50  # monitored steps per run (||Δw||/||w||, ||g||/||w||)
+TEXT_PROBE_WINDOWS = 64  # probe windows of 64 characters (4,096 positions) for the text model
+CKA_LEVEL = 0.9  # normalised CKA: 90% of the way from its start to the final representation
+DISTANCE_LEVEL = 0.1  # distance to final below 10% of the way from initialisation
+
+# (optimizer, testbed, steps): the pairs study 03 tuned a uniform rate for, at its budgets
+FROM_03: tuple[tuple[str, str, int], ...] = tuple(
+    (opt, name, steps)
+    for opt, name, steps in discriminative_rates.PLAN
+    if steps == discriminative_rates.BUDGETS[name]
+)
+# Zhang, Bengio & Singer's MNIST network (3 hidden layers of 256, ReLU) on Fashion-MNIST
+ZBS_FCN = "fashion_mnist/fcn3x256"
+ZBS_EPOCHS = 10  # of 421 steps: 54,000 training images in batches of 128
+# (optimizer, testbed, steps) tuned here under protocol v2 (03 has no uniform arm for them)
+TUNED_HERE: tuple[tuple[str, str, int], ...] = (
+    ("sgd", "mnist1d/gru", discriminative_rates.BUDGETS["mnist1d/gru"]),
+    ("sgd", "mnist1d/transformer", discriminative_rates.BUDGETS["mnist1d/transformer"]),
+    ("sgd", "fashion_mnist/cnn", discriminative_rates.BUDGETS["fashion_mnist/cnn"]),
+    ("sgd", ZBS_FCN, ZBS_EPOCHS * 421),
+    ("adamw", ZBS_FCN, ZBS_EPOCHS * 421),
+)
+# (optimizer, testbed, steps, rate): run at a published rate, not tuned
+RECIPE: tuple[tuple[str, str, int, float], ...] = (
+    ("adamw", "tinyshakespeare/transformer", 2000, 1e-3),
+)
 
 
-def seeds_for(bed: Testbed, profile: str = "full") -> tuple[int, ...]:
-    """Fresh seeds (never the tuning seed 0), as in the comparisons: five on MNIST-1D, three
-    elsewhere; two in smoke."""
-    return final_seeds(bed.config.dataset, profile)
-
-
-def instrumented(
-    bed: Testbed, store: Store | None, profile: str = "full", lr: float | None = None
-) -> list[RunConfig]:
-    """The study's runs of one testbed: its tuned single rate, tracker and monitor on.
-
-    The rate is ``lr`` when given, else the one ``01_baselines`` chose on validation for this
-    exact config (read from ``store``); without that record (the smoke profile) the testbed's
-    placeholder rate is used.
-    """
-    config = bed.config
-    if lr is None and store is not None:
-        lr = stored_best_lr(store, BASELINE_STUDY, config, bed.metric)
-    lr = lr or config.lr
-    dataset = load(config.dataset, **config.data_options)
-    steps = total_steps(config, dataset)
-    if dataset.spec.task == "language":
-        config = config.replace(probe_examples=TEXT_PROBE_WINDOWS)
-    config = config.replace(
-        lr=lr,
-        probe_every=max(1, steps // (CHECKPOINTS - 1)),
-        monitor_every=max(1, steps // MONITOR_POINTS),
+def _bed(name: str) -> Testbed:
+    """A project testbed, or Zhang-Bengio-Singer's network on Fashion-MNIST."""
+    if name != ZBS_FCN:
+        return testbed(name)
+    mlp = testbed("fashion_mnist/mlp")
+    config = mlp.config.replace(model_options={"width": 256, "depth": 3})
+    return dataclasses.replace(
+        mlp,
+        name=ZBS_FCN,
+        config=config,
+        published=None,
+        tolerance=None,
+        source="Zhang, Bengio & Singer's FCN 3x256 (their MNIST network), on Fashion-MNIST",
     )
-    return [config.replace(seed=s) for s in seeds_for(bed, profile)]
+
+
+def _uniform_comparison(optimizer: str, name: str, steps: int, profile: str) -> Comparison:
+    """The uniform arm alone, as study 03 builds it: the testbed at ``steps`` with warmup and
+    cosine decay to zero, ``optimizer``'s protocol v2 (tuning the arm alone gives the rate it
+    got beside the others: every arm's grid is extended and refined on its own)."""
+    bed = comparisons.at_budget(_bed(name), steps, optimizer, profile)
+    arms, design = comparisons.depth_factor_arms(bed.config, ())
+    proto = comparisons.protocol(bed.config.dataset, optimizer, profile)
+    return Comparison(optimizer, bed, arms, design, proto)
+
+
+def rate_plans(profile: str = "full") -> dict[str, list[Comparison]]:
+    """The uniform arms whose rates the study uses, by the study that stores their tuning runs:
+    :data:`RATES_STUDY` (03's, read from its store) and :data:`STUDY` (tuned here).  The smoke
+    profile keeps the first of each."""
+    check_choice("profile", profile, ("full", "smoke"))
+    keep = slice(None) if profile == "full" else slice(0, 1)
+    return {
+        RATES_STUDY: [_uniform_comparison(o, n, s, profile) for o, n, s in FROM_03[keep]],
+        STUDY: [_uniform_comparison(o, n, s, profile) for o, n, s in TUNED_HERE[keep]],
+    }
+
+
+def rate_table(
+    results: Mapping[str, Mapping[tuple[str, str], TuningResult]],
+    plans: Mapping[str, Sequence[Comparison]],
+) -> pd.DataFrame:
+    """One row per (optimizer, testbed) with a rate: where it comes from, the rate, whether the
+    tuning bracketed it (``interior``), and the grid it was chosen on; the recipe rates last.
+    ``results`` maps each study of ``plans`` to ``comparisons.tune_all``'s results."""
+    rows = []
+    for study, plan in plans.items():
+        for c in plan:
+            if c.key not in results.get(study, {}):
+                continue
+            summary = results[study][c.key].summary.set_index("arm").loc["uniform"]
+            rows.append(
+                {
+                    "optimizer": c.group,
+                    "testbed": c.bed.name,
+                    "steps": int(c.bed.config.steps),
+                    "lr": float(summary["best_lr"]),
+                    "source": "tuned in 03" if study == RATES_STUDY else "tuned here",
+                    "interior": bool(summary["interior"]),
+                    "grid": f"{summary['grid_low']:g}-{summary['grid_high']:g} "
+                    f"({int(summary['grid_points'])} points)",
+                }
+            )
+    for optimizer, name, steps, lr in RECIPE:
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "testbed": name,
+                "steps": steps,
+                "lr": lr,
+                "source": "published recipe (not tuned)",
+                "interior": False,
+                "grid": "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Instrumented:
+    """The instrumented runs of one (optimizer, testbed) pair, by seed."""
+
+    optimizer: str
+    testbed: str
+    configs: tuple[RunConfig, ...]
+
+
+def _base(optimizer: str, name: str, steps: int, profile: str) -> RunConfig:
+    """The uniform config at its budget: 03's for a tuned pair; for a recipe, the testbed's own
+    optimizer settings with its schedule replaced by warmup and cosine decay to zero."""
+    if any(o == optimizer and n == name for o, n, _, _ in RECIPE):
+        steps = comparisons.SMOKE_STEPS if profile == "smoke" else steps
+        bed = testbed(name)
+        return comparisons.with_decay(bed.config, steps).replace(eval_every=max(1, steps // 8))
+    return _uniform_comparison(optimizer, name, steps, profile).arms["uniform"]
+
+
+def instrumented(rates: pd.DataFrame, profile: str = "full") -> list[Instrumented]:
+    """The study's runs: every row of :func:`rate_table` at its rate, its budget and schedule,
+    with log-spaced convergence checkpoints (``probe_points``), the re-initialisation and
+    re-randomisation tables, and the per-tensor monitor, on the protocol's fresh seeds (10 on
+    MNIST-1D, 5 on Fashion-MNIST, 3 on text; 2 in smoke, whose budgets are
+    ``comparisons.SMOKE_STEPS`` steps)."""
+    check_choice("profile", profile, ("full", "smoke"))
+    out = []
+    for row in rates.itertuples():
+        config = _base(row.optimizer, row.testbed, int(row.steps), profile)
+        steps = int(config.steps)
+        config = config.replace(
+            lr=float(row.lr),
+            probe_points=CHECKPOINTS,
+            monitor_every=max(1, steps // MONITOR_POINTS),
+        )
+        if config.dataset == "tinyshakespeare":
+            config = config.replace(probe_examples=TEXT_PROBE_WINDOWS)
+        seeds = comparisons.FINAL_SEEDS[config.dataset] if profile == "full" else (1, 2)
+        configs = tuple(config.replace(seed=s) for s in seeds)
+        out.append(Instrumented(row.optimizer, row.testbed, configs))
+    return out
+
+
+def gather(
+    runs: Sequence[Instrumented],
+    store: Store,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], list[tuple[Instrumented, int]]]:
+    """Read or train every run of ``runs`` into :data:`STUDY` of ``store`` (one sweep, so the
+    workers stay busy).  Returns the records and, only where training is forbidden
+    (``LAYERWISE_REQUIRE_STORED``), the pairs whose runs are not all stored with how many they
+    miss; their stored runs are left out too, so a pair is shown whole or not at all."""
+    configs = [c for run in runs for c in run.configs]
+    try:
+        return run_configs(configs, STUDY, store=store, jobs=jobs, progress=progress), []
+    except MissingRunsError:
+        pass
+    records, waiting = [], []
+    for run in runs:
+        found = [store.get(STUDY, c) for c in run.configs]
+        missing = sum(r is None for r in found)
+        if missing:
+            waiting.append((run, missing))
+        else:
+            records += found
+    return records, waiting
 
 
 # --------------------------------------------------------------------------------------------
-# analysis: from stored records to per-testbed tables
-
-ORDERING_SHARE = (
-    0.8  # docs/references.md#claim-6 and #claim-12: the ordering holds in >= 4 of 5 seeds
-)
-CRITICAL_ERROR = 0.8  # item 7: resetting the first layer to its initial value -> >= 80% error
-ROBUST_RISE = 0.05  # item 7: resetting an upper hidden layer raises the error by < 5 points
+# reading the records: tidy frames with testbed, optimizer and seed
 
 
-def testbed_name(record: Mapping[str, Any]) -> str:
-    """``"dataset/model"`` of a run record."""
-    return f"{record['config']['dataset']}/{record['config']['model']}"
+def _labels(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``testbed`` (``"dataset/model"``, or :data:`ZBS_FCN`), ``optimizer`` and ``seed``."""
+    config = record["config"]
+    zbs = _bed(ZBS_FCN).config
+    same = config["model"] == zbs.model and config["dataset"] == zbs.dataset
+    if same and config.get("model_options", {}) == dict(zbs.model_options):
+        name = ZBS_FCN
+    else:
+        name = f"{config['dataset']}/{config['model']}"
+    return {"testbed": name, "optimizer": config["optimizer"], "seed": config["seed"]}
 
 
-def convergence_long(records: Iterable[Mapping[str, Any]], frame: str) -> pd.DataFrame:
-    """One of ``probes.convergence_frames``' frames for many runs, with ``testbed``, ``seed`` and
-    ``fraction`` (step / final step; not for ``"movement"``) columns."""
+def _long(records: Iterable[Mapping[str, Any]], frame: str) -> pd.DataFrame:
     parts = []
     for record in records:
-        f = convergence_frames(record)[frame].copy()
-        f.insert(0, "seed", record["config"]["seed"])
-        f.insert(0, "testbed", testbed_name(record))
-        final = record["convergence"]["step"][-1]
-        for column in ("step", "checkpoint"):
-            if column in f:
-                f["fraction"] = f[column] / final
+        f = convergence_frames(record)[frame]
+        labels = _labels(record)
+        f = f.assign(**labels, final_step=record["convergence"]["step"][-1])
         parts.append(f)
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _share_verdict(holds: int, seeds: int) -> str:
-    if seeds == 0:
-        return "no result"
-    return "reproduced" if holds >= math.ceil(ORDERING_SHARE * seeds - 1e-9) else "not reproduced"
+def cka_long(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run, layer and checkpoint: raw and normalised CKA to final, with ``testbed``,
+    ``optimizer``, ``seed`` and ``final_step``.  ``depth`` is the layer's position in the forward
+    pass (the tracker's ``order``): a representation is where it is computed, so an embedding
+    tied to the output head (whose *weights* take the head's depth) counts at the input."""
+    frame = _long(records, "cka")
+    return frame.assign(depth=frame["order"]) if len(frame) else frame
 
 
-def ordering_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Bottom-up convergence per testbed, by representation (CKA) and by weights (distance).
+def distance_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run, weight matrix (2+ dimensions, as recorded) and checkpoint: distance to final."""
+    frame = _long(records, "distance")
+    return frame[frame["name"].isin(_matrix_names(records))] if len(frame) else frame
 
-    Per run, ``probes.bottom_up``: does the first step at which a layer's CKA to its final
-    representation reaches 0.9 (Raghu et al. 2017) -- or at which its weights' distance to final
-    falls below 0.1 (Chen et al. 2023) -- never decrease with depth, and Spearman's rho between
-    depth and that step.  Per testbed: in how many seeds the ordering holds, mean rho with a 95%
-    t interval over seeds, and the verdict: *reproduced* when it holds in at least
-    :data:`ORDERING_SHARE` of the seeds (4 of 5, as the study plan sets it).
+
+def _matrix_names(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Names of the parameters with 2+ dimensions of the models the records' configs build
+    (weight matrices, convolution kernels, embeddings; not biases or norm scales)."""
+    names: set[str] = set()
+    for options in {_model_key(r["config"]) for r in records}:
+        names |= _matrices(*options)
+    return names
+
+
+def _model_key(config: Mapping[str, Any]) -> tuple[str, str, str]:
+    return config["model"], config["dataset"], json.dumps(config.get("model_options", {}))
+
+
+@functools.cache
+def _matrices(model: str, dataset: str, options: str) -> frozenset[str]:
+    with torch.random.fork_rng(devices=[]):
+        built = build(model, dataset, **json.loads(options))
+    return frozenset(name for name, p in built.named_parameters() if p.dim() >= 2)
+
+
+def movement_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run and weight matrix: the final relative movement ``||w_T - w_0|| / ||w_0||``."""
+    frame = _long(records, "movement")
+    return frame[frame["name"].isin(_matrix_names(records))] if len(frame) else frame
+
+
+def times_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run and unit: settling step (``probes.settling_times``) of three measures --
+    ``"CKA (normalised)"`` (normalised CKA >= :data:`CKA_LEVEL`, per layer), ``"CKA (raw)"``
+    (raw CKA >= 0.9, per layer; v1's measure, for comparison) and ``"weights"`` (distance to
+    final < :data:`DISTANCE_LEVEL`, per weight matrix) -- with ``fraction`` of training.
+
+    A unit already past its threshold at step 0 (raw CKA can be) is recorded at step 1, the
+    first checkpoint after initialisation, so that its log time is defined; ``at_start`` marks
+    it.  For the CKA measures ``depth`` is the forward position of :func:`cka_long`."""
+    parts = []
+    cka, dist = cka_long(records), distance_long(records)
+    keys = ["testbed", "optimizer", "seed"]
+    measures = [
+        ("CKA (normalised)", cka, "cka_normalised", CKA_LEVEL, "layer", False),
+        ("CKA (raw)", cka, "cka", CKA_LEVEL, "layer", False),
+        ("weights", dist, "distance", DISTANCE_LEVEL, "name", True),
+    ]
+    for measure, frame, value, level, unit, below in measures:
+        for labels, run in frame.groupby(keys, sort=False):
+            t = settling_times(run, value, level, unit=unit, below=below)
+            final = float(run["final_step"].iloc[0])
+            step = t["step"].clip(lower=1)
+            parts.append(
+                t.assign(
+                    **dict(zip(keys, labels, strict=True)),
+                    measure=measure,
+                    at_start=t["step"] == 0,
+                    step=step,
+                    fraction=step / final,
+                )
+            )
+    columns = [*keys, "measure", "unit", "depth", "step", "fraction", "at_start"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# representation and weight convergence: tables
+
+
+def _groups(frame: pd.DataFrame, *extra: str) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    return frame.groupby(["testbed", "optimizer", *extra], sort=False)
+
+
+def trend_table(times: pd.DataFrame) -> pd.DataFrame:
+    """The depth trend per testbed, optimizer and measure.
+
+    ``slope``: ``stats.depth_trend`` of the settling *step* (log scale) against relative depth,
+    with its bootstrap interval over seeds (``ci_low``, ``ci_high``) and ``fold`` =
+    ``exp(slope)``, the fitted top-layer time over the bottom-layer time (> 1: deeper layers
+    settle later, the bottom-up claim).  ``tau_median`` and ``tau_positive`` /
+    ``tau_negative`` / ``tau_undefined``: Kendall's tau-b between depth and settling step per
+    seed (``stats.kendall_tau_b``, ties kept as ties) and how many seeds had it above, below
+    zero or undefined (every time tied); ``tied_pairs``: pairs of units tied in time, summed
+    over seeds; ``never``: units that did not settle, over all seeds.
     """
     rows = []
-    by_bed: dict[str, list] = {}
+    for (bed, optimizer, measure), g in _groups(times, "measure"):
+        trend = stats.depth_trend(g, time="step")
+        taus = []
+        for _, run in g.dropna(subset=["step", "depth"]).groupby("seed"):
+            if run["depth"].nunique() > 1 and len(run) > 1:
+                taus.append(stats.kendall_tau_b(run["depth"].astype(float), run["step"]))
+        agreement = stats.summarize_rank_agreement(taus) if taus else None
+        rows.append(
+            {
+                "testbed": bed,
+                "optimizer": optimizer,
+                "measure": measure,
+                "seeds": trend.seeds,
+                "units": int(g.groupby("seed")["unit"].nunique().max()),
+                "slope": trend.slope,
+                "ci_low": trend.ci_low,
+                "ci_high": trend.ci_high,
+                "fold": trend.fold,
+                "tau_median": agreement.median if agreement else math.nan,
+                "tau_positive": agreement.positive if agreement else 0,
+                "tau_negative": agreement.negative if agreement else 0,
+                "tau_undefined": agreement.undefined if agreement else 0,
+                "tied_pairs": int(sum(t.tied_y for t in taus)),
+                "never": trend.missing,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def layer_time_table(times: pd.DataFrame) -> pd.DataFrame:
+    """Per testbed, optimizer, measure and unit: depth and settling time as a fraction of
+    training, geometric mean over seeds with its 95% interval (``stats.geometric_mean_ci``);
+    ``never``: seeds where the unit did not settle (left out of the mean)."""
+    rows = []
+    for (bed, optimizer, measure, unit), g in _groups(times, "measure", "unit"):
+        reached = g["fraction"].dropna()
+        mean, low, high = (
+            stats.geometric_mean_ci(reached.tolist()) if len(reached) else (math.nan,) * 3
+        )
+        rows.append(
+            {
+                "testbed": bed,
+                "optimizer": optimizer,
+                "measure": measure,
+                "unit": unit,
+                "depth": g["depth"].iloc[0],
+                "fraction": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "never": int(g["fraction"].isna().sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def start_table(cka: pd.DataFrame) -> pd.DataFrame:
+    """Per testbed, optimizer and layer: raw CKA to final at step 0 (mean and range over
+    seeds) -- how much of a raw curve's height is where it started."""
+    first = cka[cka["step"] == 0]
+    table = first.groupby(["testbed", "optimizer", "layer"], sort=False).agg(
+        depth=("depth", "first"),
+        cka0=("cka", "mean"),
+        cka0_min=("cka", "min"),
+        cka0_max=("cka", "max"),
+    )
+    return table.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Zhang, Bengio & Singer: re-initialisation and re-randomisation
+
+
+def robustness_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per classifier run, layer and reset: ``kind`` (``"re-initialisation"`` to a checkpoint
+    or ``"re-randomisation"``), ``checkpoint`` (step reset to; NaN for a redraw), ``error``
+    (validation error after the reset), ``trained`` (the trained model's own error on the same
+    examples: the reset to the final checkpoint) and ``added`` (``error - trained``)."""
+    parts = []
     for record in records:
-        by_bed.setdefault(testbed_name(record), []).append(record)
-    for bed, runs in by_bed.items():
-        row: dict[str, Any] = {"testbed": bed, "seeds": len(runs)}
-        for measure, label in (("cka", "CKA"), ("distance", "weights")):
-            result = bottom_up_runs(runs, measure=measure)
-            holds = int(result["non_decreasing"].fillna(False).astype(bool).sum())
-            rho = result["spearman"].dropna().astype(float).tolist()
-            row[f"{label}: bottom-up in"] = f"{holds}/{len(result)}"
-            row[f"{label}: rho (95% CI)"] = format_ci(*mean_ci(rho), digits=2) if rho else "n/a"
-            row[f"{label}: verdict"] = _share_verdict(holds, len(result))
+        if record["convergence"]["metric"] != "val_acc":
+            continue
+        frames = convergence_frames(record)
+        reinit = frames["reinit"]
+        if reinit.empty:
+            continue
+        final = reinit["checkpoint"].max()
+        trained = 1 - reinit.loc[reinit["checkpoint"] == final, "metric"].mean()
+        labels = {
+            **_labels(record),
+            "final_step": record["convergence"]["step"][-1],
+            "trained": trained,
+        }
+        parts.append(reinit.assign(kind="re-initialisation", **labels))
+        parts.append(frames["redraw"].assign(kind="re-randomisation", checkpoint=np.nan, **labels))
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    frame["error"] = 1 - frame["metric"]
+    frame["added"] = frame["error"] - frame["trained"]
+    return frame
+
+
+def robustness_table(robust: pd.DataFrame) -> pd.DataFrame:
+    """Per testbed, optimizer and layer (input first): the added error of re-initialising the
+    layer to step 0 and of re-randomising it, each the mean over seeds with a 95% t interval
+    (kept inside [-1, 1]); and the trained model's error.  A *critical* layer adds much error,
+    a *robust* one almost none (Zhang, Bengio & Singer) -- shown as effects, not pass/fail."""
+    rows: list[dict] = []
+    if robust.empty:
+        return pd.DataFrame(rows)
+    at_init = robust[(robust["kind"] == "re-initialisation") & (robust["checkpoint"] == 0)]
+    redraw = robust[robust["kind"] == "re-randomisation"]
+    for (bed, optimizer), g in _groups(at_init):
+        order = g.dropna(subset=["depth"]).groupby("layer")["depth"].min().sort_values()
+        for layer, depth in order.items():
+            row = {"testbed": bed, "optimizer": optimizer, "layer": layer, "depth": int(depth)}
+            for label, frame in (("reinit", g), ("redraw", redraw)):
+                values = frame[
+                    (frame["testbed"] == bed)
+                    & (frame["optimizer"] == optimizer)
+                    & (frame["layer"] == layer)
+                ]["added"].dropna()
+                mean, low, high = (
+                    stats.mean_ci(values.tolist(), bounds=(-1.0, 1.0))
+                    if len(values)
+                    else (math.nan,) * 3
+                )
+                row.update({label: mean, f"{label}_low": low, f"{label}_high": high})
+            row["trained_error"] = float(g["trained"].mean())
+            row["seeds"] = int(g["seed"].nunique())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# the spread a per-layer rate would correct
+
+
+def spread_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run and monitored step: over the weight matrices, the largest over the smallest
+    ``||Δw|| / ||w||`` (``update``) and ``||g|| / ||w||`` (``gradient``), with ``fraction`` of
+    training -- how unequal the layers' relative steps are under one rate."""
+    rows = []
+    matrices = _matrix_names(records)
+    for record in records:
+        mon = monitor_frame(record["layers"])
+        mon = mon[mon["name"].isin(matrices)]
+        wide = mon.pivot_table(index=["step", "name"], columns="quantity", values="value")
+        wide = wide.assign(
+            update=wide["update_ratio"], gradient=wide["g_norm"] / wide["w_norm"]
+        ).reset_index()
+        for step, g in wide.groupby("step"):
+            row = {**_labels(record), "step": step, "fraction": step / record["steps_done"]}
+            for column in ("update", "gradient"):
+                v = g[column].to_numpy(dtype=float)
+                v = v[np.isfinite(v) & (v > 0)]
+                row[column] = float(v.max() / v.min()) if v.size >= 2 else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spread_table(spread: pd.DataFrame) -> pd.DataFrame:
+    """Per testbed and optimizer: the spread (largest over smallest matrix) of the relative
+    update and of the relative gradient at the first monitored step and as a geometric mean
+    over training, each the median over seeds."""
+    rows = []
+    for (bed, optimizer), g in _groups(spread):
+        row = {"testbed": bed, "optimizer": optimizer, "seeds": int(g["seed"].nunique())}
+        first = g[g["step"] == g.groupby("seed")["step"].transform("min")]
+        for column in ("update", "gradient"):
+            overall = g.groupby("seed")[column].apply(lambda v: float(np.exp(np.log(v).mean())))
+            row[f"{column}_first"] = float(first[column].median())
+            row[f"{column}_mean"] = float(overall.median())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def criticality_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Zhang, Bengio, Singer's re-initialisation test at step 0, per testbed.
-
-    For every run, the validation error of the trained model with one layer reset to its
-    initial value, minus the trained model's own error; per layer of lowest depth (the first
-    layer) and for the worst upper *hidden* layer (every layer above the first except the
-    output head).  Reproduced when the first layer's reset gives >= 80% error and every upper
-    hidden layer's reset adds < 5 points, in :data:`ORDERING_SHARE` of the seeds; *not
-    applicable* to a model without upper hidden layers (a one-layer GRU and its head).  Only
-    classifiers enter (a language model's robustness is measured in loss, not error).
-    """
-    rows = []
-    by_bed: dict[str, list] = {}
-    for record in records:
-        if record["convergence"]["metric"] != "val_acc":
-            continue
-        by_bed.setdefault(testbed_name(record), []).append(record)
-    for bed, runs in by_bed.items():
-        first_errors, upper_rises, holds = [], [], 0
-        for record in runs:
-            reinit = convergence_frames(record)["reinit"].dropna(subset=["depth"])
-            if reinit.empty:
-                continue
-            final_step = reinit["checkpoint"].max()
-            trained = 1 - reinit.loc[reinit["checkpoint"] == final_step, "metric"].mean()
-            at_init = reinit[reinit["checkpoint"] == 0]
-            first = at_init[at_init["depth"] == at_init["depth"].min()]
-            upper = at_init[
-                (at_init["depth"] > at_init["depth"].min()) & (at_init["layer"] != "head")
-            ]
-            first_error = float((1 - first["metric"]).max())
-            upper_rise = float((1 - upper["metric"] - trained).max()) if len(upper) else math.nan
-            first_errors.append(first_error)
-            upper_rises.append(upper_rise)
-            holds += first_error >= CRITICAL_ERROR and upper_rise < ROBUST_RISE
-        rows.append(
-            {
-                "testbed": bed,
-                "first layer reset: error (95% CI)": format_ci(*mean_ci(first_errors)),
-                "worst upper hidden reset: added error (95% CI)": (
-                    format_ci(*mean_ci(upper_rises))
-                    if upper_rises and all(math.isfinite(v) for v in upper_rises)
-                    else "n/a (no upper hidden layer)"
-                ),
-                "pattern holds in": f"{holds}/{len(first_errors)}",
-                "verdict": (
-                    _share_verdict(holds, len(first_errors))
-                    if any(math.isfinite(v) for v in upper_rises)
-                    else "not applicable"
-                ),
-            }
-        )
-    return pd.DataFrame(rows)
+# --------------------------------------------------------------------------------------------
+# the answer
 
 
-def ratio_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per weight matrix (tensors of 2+ dimensions) and monitored step: ``||g|| / ||w||``, the
-    inverse of LARS's ratio (You, Gitman, Ginsburg 2017) -- the relative step one shared rate
-    gives each layer -- with ``testbed``, ``seed``, ``depth`` and ``fraction`` of training."""
-    parts = []
-    for record in records:
-        mon = monitor_frame(record["layers"])
-        wide = mon.pivot_table(index=["step", "name"], columns="quantity", values="value")
-        wide = wide.reset_index()
-        params = record["convergence"]["params"]
-        wide = wide[wide["name"].isin(_matrices(record["config"]))]
-        wide = wide.assign(
-            ratio=wide["g_norm"] / wide["w_norm"],
-            depth=wide["name"].map({n: p["depth"] for n, p in params.items()}),
-            testbed=testbed_name(record),
-            seed=record["config"]["seed"],
-            fraction=wide["step"] / record["steps_done"],
-        )
-        parts.append(wide[["testbed", "seed", "step", "fraction", "name", "depth", "ratio"]])
-    return pd.concat(parts, ignore_index=True)
+def _trend_verdict(row: pd.Series) -> str:
+    """*deeper later* / *deeper earlier* when the slope's interval excludes 0, else *no clear
+    trend*; *undetermined* without an interval (one seed, one depth)."""
+    if not (math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"])):
+        return "undetermined"
+    if row["ci_low"] > 0:
+        return "deeper later"
+    if row["ci_high"] < 0:
+        return "deeper earlier"
+    return "no clear trend"
 
 
-def _matrices(config: Mapping[str, Any]) -> set[str]:
-    """Names of the parameters with 2+ dimensions of the model a config builds."""
-    model = build(config["model"], config["dataset"], **config.get("model_options", {}))
-    return {name for name, p in model.named_parameters() if p.dim() >= 2}
-
-
-def times_long(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per run and layer (CKA) or tensor (weights): depth and convergence step, as a fraction of
-    training (``probes.convergence_times``); columns ``testbed``, ``seed``, ``measure``,
-    ``unit``, ``depth``, ``fraction`` (NaN: never reached)."""
-    parts = []
-    for record in records:
-        frames = convergence_frames(record)
-        final = record["convergence"]["step"][-1]
-        for measure, label in (("cka", "CKA >= 0.9"), ("distance", "weight distance < 0.1")):
-            t = convergence_times(frames[measure])
-            parts.append(
-                t.assign(
-                    testbed=testbed_name(record),
-                    seed=record["config"]["seed"],
-                    measure=label,
-                    fraction=t["step"] / final,
+def trend_summary(trends: pd.DataFrame, fold_sesoi: float = 1.5) -> pd.DataFrame:
+    """:func:`trend_table` as a reader sees it: the fold ``t_top / t_bottom`` with its interval,
+    the verdict, whether the whole interval lies within ``[1/fold_sesoi, fold_sesoi]`` (a trend
+    too small to matter), and the per-seed tau-b counts."""
+    if fold_sesoi <= 1:
+        raise ValueError(f"fold_sesoi must be a factor > 1, got {fold_sesoi!r}")
+    bound = math.log(fold_sesoi)
+    return pd.DataFrame(
+        {
+            "testbed": trends["testbed"],
+            "optimizer": trends["optimizer"],
+            "measure": trends["measure"],
+            "seeds": trends["seeds"],
+            "layers": trends["units"],
+            "fold [95% CI]": [
+                stats.format_ci(math.exp(s), math.exp(lo), math.exp(hi), 2)
+                if math.isfinite(s)
+                else "n/a"
+                for s, lo, hi in zip(
+                    trends["slope"], trends["ci_low"], trends["ci_high"], strict=True
                 )
-            )
-    out = pd.concat(parts, ignore_index=True)
-    return out[["testbed", "seed", "measure", "unit", "depth", "fraction"]]
-
-
-def ratio_spread(ratios: pd.DataFrame) -> pd.DataFrame:
-    """Per testbed: how far apart the layers' ``||g|| / ||w||`` are under one rate -- the ratio
-    of the largest to the smallest layer's value (median over seeds) at the first monitored step
-    and averaged (geometric mean over steps) across training."""
-    rows = []
-    for bed, g in ratios.groupby("testbed", sort=False):
-        first = g[g["step"] == g["step"].min()]
-        at_start = first.groupby(["seed", "name"])["ratio"].mean()
-        start = at_start.groupby("seed").agg(lambda r: r.max() / r.min()).median()
-        logs = np.log(g["ratio"].clip(lower=1e-12))
-        mean_log = logs.groupby([g["seed"], g["name"]]).mean()
-        overall = np.exp(mean_log.groupby("seed").agg(lambda r: r.max() - r.min())).median()
-        rows.append(
-            {
-                "testbed": bed,
-                "weight matrices": int(g["name"].nunique()),
-                "max/min ||g||/||w|| at the first step": round(float(start), 1),
-                "max/min over training (geometric mean)": round(float(overall), 1),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _names(table: pd.DataFrame, column: str, verdict: str) -> list[str]:
-    return table.loc[table[column] == verdict, "testbed"].tolist()
-
-
-def answer(ordering: pd.DataFrame, criticality: pd.DataFrame, spread: pd.DataFrame) -> str:
-    """The study's statements, one per verdict column, computed from the three tables."""
-
-    def sentence(table: pd.DataFrame, column: str, claim: str) -> str:
-        yes, no = _names(table, column, "reproduced"), _names(table, column, "not reproduced")
-        return (
-            f"- {claim}: holds in {len(yes)} of {len(yes) + len(no)} testbeds"
-            + (f" ({', '.join(yes)})" if yes else "")
-            + (f"; not in {', '.join(no)}" if no else "")
-            + "."
-        )
-
-    low = spread["max/min ||g||/||w|| at the first step"]
-    mean = spread["max/min over training (geometric mean)"]
-    return "\n".join(
-        [
-            sentence(
-                ordering,
-                "CKA: verdict",
-                "Bottom-up convergence of representations (CKA to final reaches 0.9 no later "
-                "in a lower layer, in >= 80% of seeds; Raghu et al. 2017)",
-            ),
-            sentence(
-                ordering,
-                "weights: verdict",
-                "Shallow layers' weights settle first (distance to final < 0.1 no later in a "
-                "lower layer, in >= 80% of seeds; Chen et al. 2023)",
-            ),
-            sentence(
-                criticality,
-                "verdict",
-                "First layer critical, upper hidden layers robust to re-initialisation "
-                "(Zhang, Bengio, Singer)",
-            ),
-            f"- Under one learning rate the layers' relative gradients ||g||/||w|| differ by a "
-            f"factor of {low.min():g} to {low.max():g} at the first step and {mean.min():g} to "
-            f"{mean.max():g} on average over training (largest over smallest layer, median "
-            "over seeds): the spread a per-layer rate would correct.",
-        ]
+            ],
+            "verdict": trends.apply(_trend_verdict, axis=1),
+            "within ±SESOI": (trends["ci_low"] > -bound) & (trends["ci_high"] < bound),
+            "tau-b +/-/undef": [
+                f"{p}/{n}/{u}"
+                for p, n, u in zip(
+                    trends["tau_positive"],
+                    trends["tau_negative"],
+                    trends["tau_undefined"],
+                    strict=True,
+                )
+            ],
+            "tau-b median": trends["tau_median"].round(2),
+            "tied pairs": trends["tied_pairs"],
+            "never": trends["never"],
+        }
     )
 
 
-def per_layer_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per layer of one model (e.g. the hybrid): its kind of parameters, depth, convergence
-    time of its representation (first CKA >= 0.9) and of its weights (distance to final < 0.1),
-    as fractions of training, and its relative movement, each as mean with a 95% t interval
-    over seeds.  Layers with several weight tensors take their largest matrix's values."""
-    times = times_long(records)
-    movement = convergence_long(records, "movement")
-    rows = []
-    cka = times[times["measure"] == "CKA >= 0.9"]
-    weights = times[times["measure"] != "CKA >= 0.9"]
-    layers = cka.dropna(subset=["depth"]).groupby("unit")["depth"].min().sort_values()
-    for layer, depth in layers.items():
-        rep = cka[cka["unit"] == layer]["fraction"].fillna(1.0).tolist()
-        mine = weights[weights["unit"].str.rpartition(".")[0] == layer]
-        mine = mine[mine["unit"].str.endswith("weight") | mine["unit"].str.contains("weight_")]
-        w = mine.groupby("seed")["fraction"].max().fillna(1.0).tolist()
-        mv = movement[movement["layer"] == layer].dropna(subset=["movement"])
-        mv = mv.groupby("seed")["movement"].max().tolist()
-        rows.append(
-            {
-                "layer": layer,
-                "depth": int(depth),
-                "CKA >= 0.9 at (95% CI)": format_ci(*mean_ci(rep), digits=2),
-                "weights settled at (95% CI)": format_ci(*mean_ci(w), digits=2) if w else "n/a",
-                "movement (95% CI)": format_ci(*mean_ci(mv), digits=2) if mv else "n/a",
-            }
+def _effect(row: pd.Series, column: str) -> str:
+    return f"{row[column]:+.3f} [{row[column + '_low']:+.3f}, {row[column + '_high']:+.3f}]"
+
+
+def answer(
+    trends: pd.DataFrame, robust: pd.DataFrame, spreads: pd.DataFrame, fold_sesoi: float = 1.5
+) -> str:
+    """The study's statements as Markdown, computed from :func:`trend_table`,
+    :func:`robustness_table` and :func:`spread_table`; ``fold_sesoi`` as in
+    :func:`trend_summary`."""
+    lines = []
+    for measure, claim in (
+        ("CKA (normalised)", "Bottom-up convergence of representations (Raghu et al. 2017)"),
+        ("weights", "Shallow layers' weights settle first (Chen, Yuille & Zhou 2023)"),
+    ):
+        subset = trends[trends["measure"] == measure]
+        if subset.empty:
+            continue
+        rows = trend_summary(subset, fold_sesoi)
+        counts = rows["verdict"].value_counts()
+        summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+        small = rows.loc[rows["within ±SESOI"], ["testbed", "optimizer"]]
+        detail = "; ".join(
+            f"{bed} {optimizer} {fold}"
+            for bed, optimizer, fold in zip(
+                rows["testbed"], rows["optimizer"], rows["fold [95% CI]"], strict=True
+            )
+            if fold != "n/a"
         )
-    return pd.DataFrame(rows)
+        lines.append(
+            f"- **{claim}**: over {len(rows)} network/optimizer pairs, {summary}; "
+            f"{len(small)} of them within a factor {fold_sesoi:g} either way (top-layer over "
+            f"bottom-layer settling time, bootstrap interval over seeds: {detail})."
+        )
+    if len(robust):
+        parts = []
+        for (bed, optimizer), g in _groups(robust):
+            g = g.sort_values("depth")
+            first, upper = g.iloc[0], g.iloc[1:][g.iloc[1:]["layer"] != "head"]
+            text = f"{bed} {optimizer}: first layer {_effect(first, 'reinit')}"
+            if len(upper):
+                worst = upper.loc[upper["reinit"].idxmax()]
+                text += f", worst upper hidden layer ({worst['layer']}) {_effect(worst, 'reinit')}"
+            parts.append(text)
+        lines.append(
+            "- **First layer critical, upper layers robust** (Zhang, Bengio & Singer): added "
+            f"validation error when a layer is reset to its initial value -- {'; '.join(parts)}."
+        )
+    if len(spreads):
+        lines.append(
+            "- **The spread a per-layer rate would correct**: under one rate the weight "
+            "matrices' relative updates ||Δw||/||w|| differ by a factor "
+            f"{spreads['update_mean'].min():.3g} to {spreads['update_mean'].max():.3g} "
+            "(largest over smallest, geometric mean over training, median over seeds); their "
+            f"relative gradients ||g||/||w|| by {spreads['gradient_mean'].min():.3g} to "
+            f"{spreads['gradient_mean'].max():.3g}."
+        )
+    return "\n".join(lines)
