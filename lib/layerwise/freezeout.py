@@ -33,7 +33,7 @@ replaces the run's cosine, it does not multiply it (``warmup=0`` is the paper's 
 each group just stops at ``t_i`` -- the "freeze training" of Raghu et al. 2017 (SVCCA,
 arXiv:1706.05806), who freeze lower layers one after another, linearly in layer index, while
 training goes on as before; :func:`freeze_training_t0` gives its first stop, ``1 / L``, so
-that layer ``i`` stops at ``(i + 1) / L`` and the top layer never does.
+that layer ``i`` stops at ``(i + 1) / L`` and the top layer trains to the end.
 
 Groups stay in the optimizer, so optimizer checkpoints keep their shape; ``state_dict()`` is
 JSON-able and ``load_state_dict`` on a fresh model + optimizer + FreezeOut restores the rates
