@@ -694,6 +694,7 @@ def plot_step_times(times: pd.DataFrame) -> plt.Figure:
         rows = rows.set_index("arm").loc[arms]
         ax.plot(range(len(arms)), rows["step_time_s"], marker="o", lw=0.8, label=f"round {r + 1}")
     ax.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=8)
+    ax.set_xlabel("arm (each at its final learning rate)")
     ax.set_ylabel("training-step time of the run (s)")
     ax.set_title("Timing rounds: one thread, every arm once per round, order rotated per round")
     ax.legend(fontsize=7, ncol=2)
