@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise.freezeout import FreezeOut, freeze_times
+from layerwise.freezeout import FreezeOut, freeze_times, freeze_training_t0
 from layerwise.groups import Discriminative, Uniform, param_groups
 
 X = torch.randn(8, 6)
@@ -157,3 +157,63 @@ def test_state_for_other_groups_is_refused():
     other = torch.optim.SGD(param_groups(nn.Linear(6, 2), 0.1, Uniform(), X))
     with pytest.raises(ValueError, match=r"depths \[0, 1, 2, 3\].*\[0\]"):
         FreezeOut(other, total_steps=10).load_state_dict(fo.state_dict())
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_warmup_then_each_layer_runs_the_runs_own_schedule_compressed_to_its_stop(scaled):
+    from layerwise import schedules
+
+    total, warmup = 40, 4
+    model = net()
+    opt = torch.optim.SGD(param_groups(model, 0.1, Uniform(), X))
+    fo = FreezeOut(opt, total_steps=total, t_0=0.5, scaled=scaled, warmup=warmup)
+    stops = [0.5, 0.5 + 0.5 / 3, 0.5 + 1 / 3, 1.0]
+    last = schedules.multiplier("cosine", total, warmup=warmup, final=0.0)
+    for step in range(total):
+        rates = fo.get_last_lr()
+        # the top layer (t_i = 1) follows the run's warmup-then-cosine schedule exactly
+        assert rates[-1] == pytest.approx(0.1 * last(step), abs=1e-12), step
+        for rate, t_i in zip(rates, stops, strict=True):
+            start = 0.1 / t_i if scaled else 0.1
+            if step < warmup:
+                want = start * (step + 1) / warmup
+            elif step >= t_i * total:
+                want = 0.0
+            else:
+                want = (
+                    start * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (t_i * total - warmup)))
+                )
+            assert rate == pytest.approx(want, abs=1e-12), (step, t_i)
+        train_step(model, opt, fo)
+
+
+def test_freeze_training_only_freezes_and_leaves_the_rates_to_the_run():
+    model = net()
+    opt = torch.optim.SGD(param_groups(model, 0.1, Uniform(), X))
+    cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 20)
+    # four depths: Raghu et al.'s freeze training stops depth i at (i + 1) / 4
+    fo = FreezeOut(opt, 20, t_0=freeze_training_t0(4), scaled=False, anneal=False)
+    assert fo.stop_times == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    for step in range(1, 20):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(X), Y).backward()
+        opt.step()
+        cosine.step()
+        fo.step()
+        assert fo.get_last_lr() == pytest.approx([0.1 * (1 - step / 20)] * 4), step
+        assert fo.frozen == [step / 20 >= t for t in (0.25, 0.5, 0.75, 1.0)]
+    assert [p.requires_grad for p in model.parameters()] == [False] * 6 + [True] * 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"anneal": False}, r"scaled must be False and warmup 0 \(got scaled=True, warmup=0\)"),
+        ({"warmup": 5, "t_0": 0.5}, r"first layer stops at step 5 .* warmup of 5 steps"),
+        ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_warmup_or_anneal_settings_are_named(options, message):
+    opt = torch.optim.SGD(param_groups(net(), 0.1, Uniform(), X))
+    with pytest.raises(ValueError, match=message):
+        FreezeOut(opt, total_steps=10, **options)

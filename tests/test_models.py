@@ -132,3 +132,36 @@ def test_hybrid_reads_image_rows_as_positions():
     torch.manual_seed(0)
     # the GRU reads positions in order, so the output depends on the changed row
     assert not torch.allclose(model(x), model(changed))
+
+
+def test_image_cnn_pools_every_few_convolutions_at_a_constant_width():
+    model = models.build(
+        "cnn", "fashion_mnist", width=16, depth=6, pool_every=2, double_channels=False, hidden=0
+    )
+    convs = [m for m in model.body if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 16)] + [(16, 16)] * 5
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.body) == 3
+    # 1*16*9 + 16, then five of 16*16*9 + 16; the head reads 16 channels of 3x3 (28 -> 14 -> 7 -> 3)
+    assert sum(p.numel() for p in model.parameters()) == 160 + 5 * 2320 + (16 * 9 * 10 + 10)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    doubling = models.build("cnn", "fashion_mnist", width=8, depth=4, pool_every=2, hidden=0)
+    assert [m.out_channels for m in doubling.body if isinstance(m, torch.nn.Conv2d)] == [
+        8,
+        8,
+        16,
+        16,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("mnist1d", {"pool_every": 2}, "pool_every applies to image data only, not mnist1d"),
+        ("fashion_mnist", {"depth": 6}, "pools 6 times, more than fashion_mnist's 28-pixel side"),
+        ("fashion_mnist", {"pool_every": 0}, "pool_every must be an integer >= 1, got 0"),
+        ("fashion_mnist", {"double_channels": 1}, "double_channels must be True or False, got 1"),
+    ],
+)
+def test_bad_pooling_options_are_named(dataset, options, message):
+    with pytest.raises(ValueError, match=message):
+        models.build("cnn", dataset, **options)

@@ -25,6 +25,7 @@ import torch
 
 from .. import optim, rules, schedules
 from .._validate import check_choice, check_int, check_options
+from ..freezeout import freeze_times
 from . import data, models
 
 __all__ = [
@@ -49,7 +50,11 @@ _OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "unfreeze_every",
     "device",
     "probe_points",
+    "freezeout",
 )
+# ``freezeout`` options and their defaults (every config stores all four, so equal runs give
+# equal keys)
+FREEZEOUT_DEFAULTS: dict[str, Any] = {"spacing": "linear", "scaled": False, "anneal": True}
 # Where a run may train: torch device strings (``cuda:1`` names one GPU of several).
 DEVICES = ("cpu", "cuda", "cuda:<index>", "mps")
 
@@ -191,10 +196,18 @@ class RunConfig:
         device: where the model and the data live while it trains: ``"cpu"``, ``"cuda"``,
             ``"cuda:<index>"`` or ``"mps"``.  Part of the run's identity (numbers differ
             between devices), so a GPU run never stands in for a CPU run in the store.
+        freezeout: progressive freezing (``layerwise.freezeout.FreezeOut``; Brock et al. 2017),
+            ``{"t_0": ..., "spacing": "linear" | "squared" | "cubic", "scaled": bool,
+            "anneal": bool}`` (``t_0`` required, the others default to linear, unscaled,
+            annealed).  With ``anneal`` (FreezeOut) each depth's own warmup-then-cosine to its
+            stop time replaces the run's schedule, which must then be ``cosine`` to ``final=0``
+            (its ``warmup`` carries over); without it (Raghu et al.'s freeze training) the run's
+            schedule sets the rates and depths only stop.  Needs a ``rule`` (the groups carry
+            the depths); ``None``: no freezing.
 
     The fields added after the first stored records (``probe_every``, ``probe_examples``,
     ``grad_clip``, ``init_from``, ``reinit``, ``unfreeze_every``, ``device``,
-    ``probe_points``) are left out of
+    ``probe_points``, ``freezeout``) are left out of
     the canonical JSON (and so of the key and ``to_dict``) while they hold their defaults:
     configs that do not use them keep their keys.
     """
@@ -226,6 +239,7 @@ class RunConfig:
     unfreeze_every: int | None = None
     device: str = "cpu"
     probe_points: int | None = None
+    freezeout: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for f in ("model_options", "optimizer_options", "data_options", "schedule_options"):
@@ -242,6 +256,7 @@ class RunConfig:
         self._check_budget()
         self._check_options()
         self._check_transfer()
+        self._check_freezeout()
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -356,6 +371,49 @@ class RunConfig:
         self._set("reinit", tuple(reinit))
         if self.init_from is None and self.reinit != ("head",):
             raise ValueError(f"reinit={self.reinit!r} needs init_from (a pretraining run)")
+
+    def _check_freezeout(self) -> None:
+        """Canonicalise ``freezeout`` (all four options) and check it against the run."""
+        if self.freezeout is None:
+            return
+        if not isinstance(self.freezeout, Mapping):
+            raise ValueError(f"freezeout must be a dict of options or None, got {self.freezeout!r}")
+        check_options("freezeout", self.freezeout, {"t_0", *FREEZEOUT_DEFAULTS})
+        if "t_0" not in self.freezeout:
+            raise ValueError(
+                f"freezeout needs t_0 (the first layer's stop), got {_plain(self.freezeout)!r}"
+            )
+        options = {**FREEZEOUT_DEFAULTS, **self.freezeout}
+        for name in ("scaled", "anneal"):
+            if not isinstance(options[name], bool):
+                raise ValueError(f"freezeout {name} must be True or False, got {options[name]!r}")
+        freeze_times(2, options["t_0"], options["spacing"])  # checks t_0 and spacing
+        options["t_0"] = float(options["t_0"])
+        if self.rule is None:
+            raise ValueError(
+                "freezeout needs a rule (e.g. {'name': 'uniform'}): its groups carry the depths"
+            )
+        if self.unfreeze_every is not None:
+            raise ValueError("freezeout and unfreeze_every cannot be combined")
+        if options["anneal"]:
+            final = self.schedule_options.get("final", 0.0)
+            if self.schedule != "cosine" or final != 0:
+                raise ValueError(
+                    "freezeout with anneal=True replaces a cosine schedule to zero, so the run's "
+                    f"schedule must be 'cosine' with final=0; got {self.schedule!r} with "
+                    f"{_plain(self.schedule_options)!r}"
+                )
+            warmup = self.schedule_options.get("warmup", 0)
+            if self.steps is not None and warmup and options["t_0"] * self.steps <= warmup:
+                raise ValueError(
+                    f"freezeout t_0={options['t_0']!r} stops the first layer at step "
+                    f"{options['t_0'] * self.steps:g}, within the warmup of {warmup} steps"
+                )
+        elif options["scaled"]:
+            raise ValueError(
+                "freezeout scaled=True needs anneal=True (scaling sets each layer's own schedule)"
+            )
+        self._set("freezeout", _freeze(options))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-able dict (``RunConfig.from_dict`` inverts it)."""

@@ -169,9 +169,10 @@ class MLP(nn.Module):
 
 class CNN(nn.Module):
     """Convolutional network: Conv1d stack for MNIST-1D (ConvBase), Conv2d + pooling for images
-    (``kernel`` x ``kernel`` convolutions, "same" padding; ``batchnorm``: conv -> BatchNorm2d ->
-    ReLU -> pool and dense -> BatchNorm1d -> ReLU, without the biases), a causal Conv1d stack over
-    embeddings for text."""
+    (``kernel`` x ``kernel`` convolutions, "same" padding; a 2x2 max-pool after every
+    ``pool_every``-th convolution, channels doubling at each pool unless ``double_channels`` is
+    false; ``batchnorm``: conv -> BatchNorm2d -> ReLU -> pool and dense -> BatchNorm1d -> ReLU,
+    without the biases), a causal Conv1d stack over embeddings for text."""
 
     def __init__(
         self,
@@ -182,6 +183,8 @@ class CNN(nn.Module):
         embed: int,
         kernel: int = 3,
         batchnorm: bool = False,
+        pool_every: int = 1,
+        double_channels: bool = True,
     ):
         super().__init__()
         self.task = spec.task
@@ -203,14 +206,15 @@ class CNN(nn.Module):
                 length = (length + 2 - side) // 2 + 1
                 channels = width
             flat = channels * length
-        else:  # images: conv + ReLU + 2x2 max-pool per layer, channels doubling
+        else:  # images: conv + ReLU, a 2x2 max-pool after every pool_every-th conv
             channels, size = spec.input_shape[0], spec.input_shape[1]
             for i in range(depth):
-                out = width * 2**i
+                out = width * 2 ** (i // pool_every) if double_channels else width
                 conv = nn.Conv2d(channels, out, kernel, padding=kernel // 2, bias=not batchnorm)
                 norm = [nn.BatchNorm2d(out)] if batchnorm else []
-                layers += [conv, *norm, nn.ReLU(), nn.MaxPool2d(2)]
-                channels, size = out, size // 2
+                pool = [nn.MaxPool2d(2)] if (i + 1) % pool_every == 0 else []
+                layers += [conv, *norm, nn.ReLU(), *pool]
+                channels, size = out, size // 2 if pool else size
             flat = channels * size * size
         self.body = nn.Sequential(*layers, nn.Flatten())
         if hidden:
@@ -455,7 +459,9 @@ MODELS: tuple[str, ...] = tuple(_DEFAULTS)
 _STRUCTURAL = {
     # mlp and transformer: "mup_base_width" (absent: SP) prepares the model by mup.to_mup
     "mlp": {"residual", "mup_base_width"},  # residual False: plain stack; True: h + relu(W h)
-    "cnn": {"kernel", "batchnorm"},  # image convolutions' side, odd (3); batch norm (False)
+    # image convolutions' side, odd (3); batch norm (False); convolutions per 2x2 max-pool (1);
+    # channels doubling at each pool (True)
+    "cnn": {"kernel", "batchnorm", "pool_every", "double_channels"},
     "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
     "lstm": {"readout"},
     "transformer": {"mup_base_width"},
@@ -502,7 +508,9 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     Options (all families): ``width``, ``depth``; ``cnn``: ``hidden`` (dense layer before the
     head, 0 for none), ``kernel`` (side of the image convolutions, odd, default 3; images only),
     ``batchnorm`` (default ``False``; ``True``: batch norm after every image convolution and the
-    hidden dense layer, which then have no bias; images only),
+    hidden dense layer, which then have no bias; images only), ``pool_every`` (convolutions per
+    2x2 max-pool, default 1; images only), ``double_channels`` (default ``True``: channels double
+    at every pool; ``False``: every convolution has ``width`` channels; images only),
     ``embed`` (text); ``gru``/``lstm``: ``bidirectional``, ``readout`` (``"final"``, the default:
     the head reads the final states; ``"all"``: the outputs of every step, classification only),
     ``embed`` (text); ``mlp``: ``residual`` (default ``False``; ``True``: hidden layers after the
@@ -564,7 +572,30 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
                 f"cnn batchnorm applies to image data (fashion_mnist, cifar10) only, not "
                 f"{spec.name}"
             )
-        return CNN(spec, o["width"], o["depth"], o.get("hidden", 0), embed, kernel, batchnorm)
+        pool_every, double = o.get("pool_every", 1), o.get("double_channels", True)
+        for key in ("pool_every", "double_channels"):
+            if key in o and (spec.task != "classification" or len(spec.input_shape) != 3):
+                raise ValueError(f"cnn {key} applies to image data only, not {spec.name}")
+        check_int("cnn pool_every", pool_every, 1)
+        if not isinstance(double, bool):
+            raise ValueError(f"cnn double_channels must be True or False, got {double!r}")
+        pools = o["depth"] // pool_every
+        if len(spec.input_shape) == 3 and spec.input_shape[-1] >> pools < 1:
+            raise ValueError(
+                f"cnn depth {o['depth']} with pool_every {pool_every} pools {pools} times, "
+                f"more than {spec.name}'s {spec.input_shape[-1]}-pixel side allows"
+            )
+        return CNN(
+            spec,
+            o["width"],
+            o["depth"],
+            o.get("hidden", 0),
+            embed,
+            kernel,
+            batchnorm,
+            pool_every,
+            double,
+        )
     if name in ("gru", "lstm"):
         bidir = o.get("bidirectional", False)
         readout = o.get("readout", "final")

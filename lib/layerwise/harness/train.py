@@ -19,6 +19,12 @@ turn (``transfer.GradualUnfreezing``): ULMFiT's fine-tuning controls (Howard & R
 This module never trains a pretraining run itself, so ``pretraining`` is the only one of the
 two that imports the other.
 
+With ``config.freezeout`` the depths stop training one after another (``freezeout.FreezeOut``;
+Brock et al. 2017, or Raghu et al. 2017's freeze training with ``anneal=False``): a stopped
+depth's parameters get ``requires_grad=False``, so autograd skips their part of the backward
+pass from the next step on.  ``record["step_time_s"]`` is the time spent in the training steps
+(the loop without its evaluations), the cost that freezing cuts.
+
 ``config.device`` (``"cpu"`` by default; ``"cuda"``, ``"cuda:<index>"``, ``"mps"``) is where the
 model and the data splits live while the run trains.  The model is built and seeded on the CPU
 first, so every device starts from the same weights; the data order is drawn on the CPU too.
@@ -39,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import groups, optim, schedules, transfer
+from ..freezeout import FreezeOut
 from ..probes import ConvergenceTracker, Monitor, log_checkpoints
 from . import data, models
 from .config import FORMAT_VERSION, RunConfig
@@ -248,10 +255,32 @@ def _scheduler(
     config: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR | None:
     """The config's schedule, or ``None`` for a constant rate without warmup (a multiplier of 1
-    at every step: LambdaLR's per-step cost is skipped)."""
+    at every step: LambdaLR's per-step cost is skipped) or when FreezeOut's per-depth
+    schedules replace it (:func:`_freezing`)."""
     if config.schedule == "constant" and not config.schedule_options.get("warmup"):
         return None
+    if config.freezeout is not None and config.freezeout["anneal"]:
+        return None
     return schedules.build(config.schedule, optimizer, n_steps, **config.schedule_options)
+
+
+def _freezing(
+    config: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int
+) -> FreezeOut | None:
+    """The config's progressive freezing, ``None`` without ``freezeout``.  Annealed (FreezeOut),
+    each depth warms up as the run's cosine schedule does, then anneals to zero at its stop."""
+    if config.freezeout is None:
+        return None
+    options = config.freezeout
+    return FreezeOut(
+        optimizer,
+        n_steps,
+        t_0=options["t_0"],
+        spacing=options["spacing"],
+        scaled=options["scaled"],
+        warmup=config.schedule_options.get("warmup", 0) if options["anneal"] else 0,
+        anneal=options["anneal"],
+    )
 
 
 def _tracker(
@@ -363,6 +392,7 @@ def train(
     optimizer = _optimizer(config, model, feed.val_curve.x[:2])
     n_steps = total_steps(config, dataset)
     scheduler = _scheduler(config, optimizer, n_steps)
+    freezing = _freezing(config, optimizer, n_steps)
     monitor = (
         Monitor(model, optimizer, every=config.monitor_every) if config.monitor_every else None
     )
@@ -379,9 +409,11 @@ def train(
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
     status, diverged_at, first_loss = "ok", None, None
     window_sum, window_n, step = 0.0, 0, 0
+    eval_time = 0.0
     model.train()
     if tracker is not None:
         tracker.observe(0)
+    loop_start = time.perf_counter()
     for step in range(1, n_steps + 1):
         x, y = next(feed.batches)
         loss = _loss(model(x), y)
@@ -405,15 +437,20 @@ def train(
             tracker.observe(step)
         if scheduler is not None:
             scheduler.step()
+        if freezing is not None:
+            freezing.step()
         window_sum, window_n = window_sum + value, window_n + 1
         bar.update()
         if step % config.eval_every == 0 or step == n_steps:
+            eval_start = time.perf_counter()
             metrics = evaluate(model, feed.val_curve)
             curves["step"].append(step)
             curves["train_loss"].append(window_sum / window_n)
             curves["val_loss"].append(metrics["loss"])
             curves["val_acc"].append(metrics["acc"])
             window_sum, window_n = 0.0, 0
+            eval_time += time.perf_counter() - eval_start
+    step_time = time.perf_counter() - loop_start - eval_time
     bar.close()
 
     steps_done = step if status == "ok" else diverged_at - 1
@@ -430,6 +467,7 @@ def train(
         "curves": curves,
         "final": final,
         "wall_time_s": time.perf_counter() - start_time,
+        "step_time_s": step_time,
         "env": _environment(config.threads, config.device),
     }
     if monitor is not None:
