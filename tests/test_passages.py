@@ -47,12 +47,12 @@ def test_window_starts_are_word_starts_inside_the_region_and_disjoint():
         assert skipped == []
 
 
-@pytest.mark.parametrize("how", ["shuffle", "swap"])
+@pytest.mark.parametrize("how", ["shuffle", "shuffle_lowercase", "swap", "letters"])
 def test_labels_match_the_text(how):
     length = 40
     cut = passages(TEXT, length, how, seed=3)
     assert len(cut) == len(cut.labels) == len(cut.starts) > 20
-    assert abs(int(cut.labels.sum()) - len(cut) // 2) <= 1  # half reordered (drops aside)
+    assert int(cut.labels.sum()) == len(cut) // 2  # half reordered
     for text, label, start in zip(cut.texts, cut.labels, cut.starts, strict=True):
         original = TEXT[start : start + length]
         assert len(text) == length
@@ -60,13 +60,25 @@ def test_labels_match_the_text(how):
             assert text == original
             continue
         assert text != original
-        # the same whitespace runs in the same order, the same words, the last word in place
+        # the same whitespace runs in the same order, the same characters, the last word in place
         assert _gaps(text) == _gaps(original)
-        assert Counter(_words(text)) == Counter(_words(original))
+        assert sorted(text) == sorted(original)
         assert _words(text)[-1] == _words(original)[-1]
         moved = [a != b for a, b in zip(_words(text), _words(original), strict=True)]
+        if how == "letters":  # one lowercase word with two neighbouring letters exchanged
+            (new, old), *others = [
+                (a, b) for a, b in zip(_words(text), _words(original), strict=True) if a != b
+            ]
+            i = next(i for i in range(len(old)) if new[i] != old[i])
+            assert others == [] and re.fullmatch("[a-z]+", old)
+            assert new == old[:i] + old[i + 1] + old[i] + old[i + 2 :]
+            continue
+        assert Counter(_words(text)) == Counter(_words(original))
         if how == "swap":
             assert sum(moved) == 2
+        if how == "shuffle_lowercase":  # words with a capital, digit or punctuation stay put
+            pairs = zip(_words(text), _words(original), strict=True)
+            assert all(a == b for a, b in pairs if not re.fullmatch("[a-z]+", b))
 
 
 def test_reorder_refuses_passages_it_cannot_change():
@@ -74,7 +86,13 @@ def test_reorder_refuses_passages_it_cannot_change():
     assert reorder("la la la la end", "shuffle", rng) is None  # one distinct movable word
     assert reorder("la la la la end", "swap", rng) is None
     assert reorder("to be or", "swap", rng) == "be to or"
-    with pytest.raises(ValueError, match="'shuffle', 'swap'"):
+    lowered = reorder("to be, or not to be", "shuffle_lowercase", rng)
+    assert lowered != "to be, or not to be" and _words(lowered)[1::4] == ["be,", "be"]
+    assert reorder("O Romeo, Romeo! wherefore", "shuffle_lowercase", rng) is None
+    assert reorder("Sir, I do so", "letters", rng) == "Sir, I od so"
+    assert reorder("a bee see", "letters", rng) == "a ebe see"  # "ee" is no change
+    assert reorder("Sir, I am! ho", "letters", rng) is None  # no lowercase word to misspell
+    with pytest.raises(ValueError, match="'letters', 'shuffle', 'shuffle_lowercase', 'swap'"):
         reorder("to be or", "reverse", rng)
 
 
@@ -128,7 +146,7 @@ def test_loaded_passages_are_deterministic_and_take_the_first_per_class():
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"reordering": "reverse"}, "'shuffle', 'swap'"),
+        ({"reordering": "reverse"}, "'letters', 'shuffle', 'shuffle_lowercase', 'swap'"),
         ({"length": 1}, "1"),
         ({"classes": [0, 1]}, "'classes'"),
     ],

@@ -19,10 +19,16 @@ Construction (:func:`passages`), deterministic for a given text and seed:
 * the words of a window are its maximal runs of non-space characters; the last one may be cut
   by the window's end, so it stays where it is (moving it would be a cue of its own); the
   others are the *movable* words, and the whitespace runs between words stay in their order;
-* a seeded half of the windows (rounded down) gets label 1 and is reordered
+* a window that cannot be changed (fewer than two different words to move) is dropped, whatever
+  its label would be, so the classes stay balanced;
+* a seeded half of the remaining windows (rounded down) gets label 1 and is reordered
   (:func:`reorder`): ``"shuffle"`` permutes all movable words (a permutation that leaves the
-  passage unchanged is redrawn); ``"swap"`` exchanges two movable words that differ.  A window
-  that cannot be changed (fewer than two distinct movable words) is dropped;
+  passage unchanged is redrawn); ``"shuffle_lowercase"`` permutes only the movable words made of
+  lowercase letters alone, among their own places, so capitals and punctuation -- the cues a bag
+  of character n-grams reads most easily (a lowercase word at a line start, a full stop inside
+  a clause) -- stay where they were; ``"swap"`` exchanges two movable words that differ;
+  ``"letters"`` exchanges two neighbouring, different letters inside one movable word made of
+  lowercase letters (``"then"`` -> ``"tehn"``): a misspelling that keeps every character;
 * the passages come out in a seeded random order, so the first N of a class are spread over
   the whole region they were cut from.
 
@@ -42,8 +48,9 @@ from .._validate import check_choice, check_int
 
 __all__ = ["REORDERINGS", "Passages", "passages", "reorder", "window_starts"]
 
-REORDERINGS: tuple[str, ...] = ("shuffle", "swap")
+REORDERINGS: tuple[str, ...] = ("shuffle", "shuffle_lowercase", "swap", "letters")
 _WORD = re.compile(r"\S+")
+_LOWERCASE = re.compile(r"[a-z]+")
 _REDRAWS = 20  # permutations tried before a window counts as one that cannot be shuffled
 
 
@@ -76,15 +83,42 @@ def window_starts(text: str, length: int, start: int = 0, stop: int | None = Non
             pos = match.end()
 
 
-def reorder(passage: str, how: str, rng: np.random.Generator) -> str | None:
-    """``passage`` with its movable words (all but the last) reordered as ``how`` says
-    (``"shuffle"`` or ``"swap"``, see the module docstring); ``None`` when no reordering changes
-    it.  The whitespace runs and the last word keep their order, so the length never changes."""
+def _movable(passage: str, how: str) -> list[tuple[int, int]]:
+    """Where the words that ``how`` may move lie in ``passage`` (start, end)."""
     check_choice("reordering", how, REORDERINGS)
     spans = [m.span() for m in _WORD.finditer(passage)][:-1]
-    words = [passage[a:b] for a, b in spans]
-    if len(set(words)) < 2:
+    if how in ("shuffle_lowercase", "letters"):
+        spans = [(a, b) for a, b in spans if _LOWERCASE.fullmatch(passage, a, b)]
+    return spans
+
+
+def _pairs(word: str) -> list[int]:
+    """Positions ``i`` where ``word[i]`` and ``word[i + 1]`` differ (exchanging them changes it)."""
+    return [i for i in range(len(word) - 1) if word[i] != word[i + 1]]
+
+
+def _changeable(passage: str, how: str) -> bool:
+    """Whether ``how`` can change ``passage``: two different words to move (``"letters"``: one
+    lowercase word with two different neighbouring letters)."""
+    words = [passage[a:b] for a, b in _movable(passage, how)]
+    if how == "letters":
+        return any(_pairs(w) for w in words)
+    return len(set(words)) >= 2
+
+
+def reorder(passage: str, how: str, rng: np.random.Generator) -> str | None:
+    """``passage`` with its movable words (all but the last) reordered as ``how`` says (one of
+    :data:`REORDERINGS`, see the module docstring); ``None`` when no reordering changes
+    it.  The whitespace runs and the last word keep their order, so the length never changes."""
+    if not _changeable(passage, how):
         return None
+    spans = _movable(passage, how)
+    words = [passage[a:b] for a, b in spans]
+    if how == "letters":
+        eligible = [(a, w) for (a, _), w in zip(spans, words, strict=True) if _pairs(w)]
+        a, word = eligible[int(rng.integers(len(eligible)))]
+        i = int(rng.choice(_pairs(word)))
+        return passage[: a + i] + word[i + 1] + word[i] + passage[a + i + 2 :]
     if how == "swap":
         i = int(rng.integers(len(words)))
         others = [j for j, w in enumerate(words) if w != words[i]]
@@ -113,6 +147,7 @@ def passages(
     check_choice("reordering", how, REORDERINGS)
     rng = np.random.default_rng(seed)
     starts = window_starts(text, length, start, stop)
+    starts = starts[[_changeable(text[s : s + length], how) for s in starts]]
     labels = np.zeros(len(starts), dtype=np.int64)
     labels[rng.permutation(len(starts))[: len(starts) // 2]] = 1
     texts, kept = [], []
