@@ -40,7 +40,11 @@ def x():
 
 @pytest.mark.parametrize(
     ("pool", "formula"),
-    [("mean", lambda h: h.mean(dim=1)), ("last", lambda h: h[:, -1])],
+    [
+        ("mean", lambda h: h.mean(dim=1)),
+        ("last", lambda h: h[:, -1]),
+        ("concat", lambda h: torch.cat([h[:, -1], h.max(dim=1).values, h.mean(dim=1)], -1)),
+    ],
 )
 def test_pooling_follows_its_formula(pool, formula, x):
     torch.manual_seed(0)
@@ -90,7 +94,7 @@ def test_a_language_model_body_loads_and_gives_the_same_states(x):
 @pytest.mark.parametrize(
     ("spec", "options", "named"),
     [
-        (SPEC, {"pool": "max"}, "'last', 'mean'"),
+        (SPEC, {"pool": "max"}, "'concat', 'last', 'mean'"),
         (LM_SPEC, {"pool": "last"}, "classification"),
         (SPEC, {**SIZES, "block": 8}, "block >= 12"),
     ],

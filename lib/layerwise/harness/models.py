@@ -294,7 +294,9 @@ class Transformer(nn.Module):
     it (``transfer.load_pretrained``; ULMFiT, Howard & Ruder 2018) -- whose final states
     ``h_1..h_T`` are pooled into one vector for a new head (with a bias, never tied).  ``pool``:
     ``"mean"``, ``(1/T) sum_t h_t``; ``"last"``, ``h_T``, the only position of a causal model that
-    has read the whole passage.
+    has read the whole passage; ``"concat"``, ULMFiT's concat pooling (section 3.3),
+    ``[h_T, max_t h_t, (1/T) sum_t h_t]`` with the maximum taken per feature, so a head of three
+    times the width also sees what happened at a single position.
     """
 
     def __init__(
@@ -343,7 +345,8 @@ class Transformer(nn.Module):
             TransformerBlock(width, heads, self.text, attn_scale) for _ in range(depth)
         )
         self.ln_f = nn.LayerNorm(width)
-        self.head = nn.Linear(width, spec.num_classes, bias=not (self.language and tie))
+        pooled = 3 * width if pool == "concat" and not self.language else width
+        self.head = nn.Linear(pooled, spec.num_classes, bias=not (self.language and tie))
         if self.language and tie:
             self.head.weight = self.embed.weight
         if init == "gpt":
@@ -380,6 +383,8 @@ class Transformer(nn.Module):
         h = self.ln_f(h)
         if self.language:
             return self.head(h)
+        if self.pool == "concat":
+            return self.head(torch.cat([h[:, -1], h.amax(dim=1), h.mean(dim=1)], dim=-1))
         return self.head(h[:, -1] if self.pool == "last" else h.mean(dim=1))
 
 
@@ -478,10 +483,10 @@ _STRUCTURAL = {
     "cnn": {"kernel", "batchnorm"},  # image convolutions' side, odd (3); batch norm (False)
     "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
     "lstm": {"readout"},
-    "transformer": {"mup_base_width", "pool"},  # pool: classification only, "mean" or "last"
+    "transformer": {"mup_base_width", "pool"},  # pool: classification only, one of POOLS
 }
 _READOUTS = ("final", "all")
-POOLS = ("mean", "last")
+POOLS = ("mean", "last", "concat")
 
 # Named presets of options: family -> dataset -> variant -> options (see the module docstring).
 _VARIANTS: dict[str, dict[str, dict[str, dict]]] = {
@@ -539,8 +544,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     (patch length or side), ``block`` (text context), ``tie`` (tie head to the token
     embedding), ``attn_scale`` (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``:
     PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text), ``pool``
-    (classification: ``"mean"``, the default, or ``"last"``, the final position's state; see
-    :class:`Transformer`).  ``tinyshakespeare_passages`` has a transformer only.
+    (classification: ``"mean"``, the default, ``"last"``, the final position's state, or
+    ``"concat"``, ULMFiT's concat pooling; see :class:`Transformer`).  ``tinyshakespeare_passages`` has a transformer only.
     ``mlp`` and ``transformer``: ``mup_base_width`` (absent: the standard parametrisation) builds
     the model in muP (Yang et al. 2021, Tensor Programs V): the SP draw is rescaled and the head
     becomes a readout with multiplier ``base_width / width`` by ``layerwise.mup.to_mup`` (a
