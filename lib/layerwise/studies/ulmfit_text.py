@@ -22,8 +22,10 @@ Testbed (:data:`PASSAGES`):
 
 Of the task designs tried (word shuffle, lowercase-word shuffle, one word swap, one letter
 swap; ``harness.passages.REORDERINGS``), this one is the only one where fine-tuning the
-pretrained model beat training from scratch; whether it beats the bag-of-n-grams baseline by a
-clear margin is what :func:`feasibility` decides.
+pretrained model beat training from scratch.  First check (language-model seed 0, fine-tuning
+seeds 1 and 2, test accuracy): fine-tuned 0.78 and 0.71, from scratch 0.49, bag of character
+1-5-grams 0.74, chance 0.5 -- well above scratch, *not* clearly above the baseline, so the
+criterion is not met yet; :func:`feasibility` runs the full check.
 
 Feasibility check (:func:`feasibility_configs`, :func:`feasibility_table`): (a) the pretrained
 model fine-tuned, (b) the same model trained from scratch on the labels alone, (c) bag-of-
