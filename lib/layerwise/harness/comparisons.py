@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import pandas as pd
-import torch
 
 from .._validate import check_choice, check_number, check_positive
 from ..layers import KINDS, layer_table
@@ -294,12 +293,7 @@ def multiplier_table(comparison: Comparison, by: str = "depth") -> pd.DataFrame:
     config = comparison.bed.config
     spec = data.spec(config.dataset)
     model = models.build(config.model, spec, **config.model_options)
-    example = (  # a language model reads token ids, a classifier inputs of the data's shape
-        torch.zeros(2, config.block, dtype=torch.long)
-        if spec.task == "language"
-        else torch.zeros(2, *spec.input_shape)
-    )
-    table = layer_table(model, example)  # traced once for all arms
+    table = layer_table(model, data.example_input(spec))  # traced once for all arms
     rows = table.groupby(by, sort=by == "depth")
     columns = {"layers": rows["layer"].agg(lambda s: ", ".join(dict.fromkeys(s)))}
     for arm, arm_config in comparison.arms.items():

@@ -24,6 +24,10 @@ Sources, in the order they are tried:
   download; same check.
   Splits follow nanoGPT: the first 90% of characters is training data (its last ninth is our
   validation split), the last 10% is the test split (nanoGPT's "val").
+* ``tinyshakespeare_passages`` -- passages of the same text labelled real (0) or with their
+  words reordered (1), as token ids of tiny-shakespeare's vocabulary (``harness.passages``);
+  training, validation and test passages are cut from the three regions of ``tinyshakespeare``,
+  so a language model pretrained on its training split never reads a held-out passage.
 * ``cifar10`` -- the download cache, else a download (the binary version, no pickle).
 
 The download cache is ``$LAYERWISE_CACHE`` if set, else pooch's per-user cache folder for
@@ -52,16 +56,19 @@ import numpy as np
 import torch
 
 from .._validate import check_choice, check_int, check_options, check_positive
+from .passages import REORDERINGS, passages
 
 __all__ = [
     "DATASETS",
     "MNIST1D_GENERATED",
     "MNIST1D_REFERENCE_SEED",
+    "PASSAGE_SEEDS",
     "DataUnavailableError",
     "Dataset",
     "DatasetSpec",
     "Split",
     "TextSplit",
+    "example_input",
     "load",
     "spec",
 ]
@@ -96,6 +103,7 @@ class DatasetSpec:
     task: str  # "classification" or "language"
     input_shape: tuple[int, ...]  # per example; (block,) is decided by the model for text
     num_classes: int  # classes, or vocabulary size for a language task
+    vocab_size: int | None = None  # text classification: inputs are token ids below this
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -103,12 +111,24 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec("fashion_mnist", "classification", (1, 28, 28), 10),
     "cifar10": DatasetSpec("cifar10", "classification", (3, 32, 32), 10),
     "tinyshakespeare": DatasetSpec("tinyshakespeare", "language", (), 65),
+    "tinyshakespeare_passages": DatasetSpec(
+        "tinyshakespeare_passages", "classification", (64,), 2, vocab_size=65
+    ),
 }
 
 
 def spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of a dataset name (raises naming the valid names)."""
     return DATASETS[check_choice("dataset", name, DATASETS)]
+
+
+def example_input(spec: DatasetSpec, batch: int = 2) -> torch.Tensor:
+    """A batch of zero inputs a model of ``spec`` accepts (to trace its layers): token ids for
+    text (a language task reads windows of 8 characters here), floats otherwise."""
+    if spec.task == "language":
+        return torch.zeros(batch, 8, dtype=torch.long)
+    dtype = torch.long if spec.vocab_size is not None else torch.float32
+    return torch.zeros(batch, *spec.input_shape, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,7 @@ _OPTIONS = {
     "fashion_mnist": {"val_fraction"} | _SUBSET_OPTIONS,
     "cifar10": {"val_fraction"} | _SUBSET_OPTIONS,
     "tinyshakespeare": set(),
+    "tinyshakespeare_passages": {"length", "reordering", "train_per_class"},
 }
 
 
@@ -184,6 +205,10 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
             0..k-1 in the given order in every split and ``spec.num_classes`` becomes k) and
             ``train_per_class`` (keep the first N examples of each kept class of the training
             split, after the validation carve-out; validation, test and extra splits stay whole).
+            ``tinyshakespeare_passages`` takes ``length`` (characters per passage, default 64),
+            ``reordering`` (``"shuffle"``, the default, or ``"swap"``: see
+            ``harness.passages``) and ``train_per_class`` (the first N training passages of
+            each label; default: all of them).
 
     Raises:
         ValueError: unknown name or option, or a bad option value.
@@ -192,10 +217,18 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
     check_choice("dataset", name, DATASETS)
     check_options(f"{name} data", options, _OPTIONS[name])
     val_fraction = options.get("val_fraction", 0.1)
+    per_class = options.get("train_per_class")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if name == "tinyshakespeare":
         return _load_tinyshakespeare(bool(download))
+    if name == "tinyshakespeare_passages":
+        return _load_passages(
+            bool(download),
+            check_int("passage length", options.get("length", 64), 2),
+            check_choice("reordering", options.get("reordering", "shuffle"), REORDERINGS),
+            None if per_class is None else check_int("train_per_class", per_class, 1),
+        )
     splits = check_choice(f"{name} splits", options.get("splits", "reference"), _SPLITS)
     if splits == "generated":
         clash = sorted({"num_samples", "val_fraction"} & set(options))
@@ -206,7 +239,6 @@ def load(name: str, *, download: bool = True, **options) -> Dataset:
             )
     num_samples = int(check_positive("num_samples", options.get("num_samples", 5000)))
     classes = _checked_classes(name, options.get("classes"))
-    per_class = options.get("train_per_class")
     if per_class is not None:
         check_int("train_per_class", per_class, 1)
     whole = (name, bool(download), float(val_fraction), num_samples, splits)
@@ -679,16 +711,26 @@ def _shakespeare_text(download: bool) -> str:
     return _verified(path, path.read_bytes(), SHAKESPEARE_SHA256).decode("utf-8")
 
 
+def _shakespeare_bounds(n: int) -> tuple[int, int]:
+    """Where tiny-shakespeare's validation and test regions start in a text of ``n`` characters:
+    nanoGPT holds out the last 10%, and the last ninth of the rest is our validation split."""
+    n_train = int(n * 0.9)
+    return n_train - n_train // 9, n_train
+
+
+def _encode(text: str, vocab: str) -> torch.Tensor:
+    """``text`` as token ids, a character's id being its index in ``vocab``."""
+    lookup = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int64)
+    lookup[[ord(c) for c in vocab]] = np.arange(len(vocab))
+    return torch.from_numpy(lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)])
+
+
 @functools.lru_cache(maxsize=1)
 def _load_tinyshakespeare(download: bool) -> Dataset:
     text = _shakespeare_text(download)
     vocab = "".join(sorted(set(text)))
-    lookup = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int64)
-    lookup[[ord(c) for c in vocab]] = np.arange(len(vocab))
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    tokens = torch.from_numpy(lookup[codes])
-    n_train = int(len(tokens) * 0.9)  # nanoGPT's split: last 10% is held out
-    n_fit = n_train - n_train // 9  # last ninth of the training part is our validation split
+    tokens = _encode(text, vocab)
+    n_fit, n_train = _shakespeare_bounds(len(tokens))
     spec_ = DatasetSpec("tinyshakespeare", "language", (), len(vocab))
     return Dataset(
         spec_,
@@ -697,3 +739,28 @@ def _load_tinyshakespeare(download: bool) -> Dataset:
         TextSplit(tokens[n_train:]),
         vocab=vocab,
     )
+
+
+# Seeds of the passage regions' labels and order (``passages.passages``), one per split.
+PASSAGE_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_passages(download: bool, length: int, reordering: str, per_class: int | None) -> Dataset:
+    text = _shakespeare_text(download)
+    vocab = "".join(sorted(set(text)))
+    n_fit, n_train = _shakespeare_bounds(len(text))
+    regions = {"train": (0, n_fit), "val": (n_fit, n_train), "test": (n_train, len(text))}
+
+    def split(name: str) -> Split:
+        cut = passages(text, length, reordering, PASSAGE_SEEDS[name], *regions[name])
+        x = _encode("".join(cut.texts), vocab).view(len(cut), length)
+        return Split(x, torch.from_numpy(cut.labels))
+
+    train = split("train")
+    if per_class is not None:
+        train = _first_per_class(train, 2, per_class)
+    spec_ = replace(
+        DATASETS["tinyshakespeare_passages"], input_shape=(length,), vocab_size=len(vocab)
+    )
+    return Dataset(spec_, train, split("val"), split("test"), vocab=vocab)

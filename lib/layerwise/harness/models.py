@@ -54,7 +54,7 @@ from .._validate import check_choice, check_int, check_options, check_positive
 from ..mup import to_mup
 from . import data as _data
 
-__all__ = ["MODELS", "build", "default_options"]
+__all__ = ["MODELS", "POOLS", "build", "default_options"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +291,17 @@ class Recurrent(nn.Module):
 class Transformer(nn.Module):
     """Pre-norm transformer.  Text: a causal character model in nanoGPT's layout (token and
     position embeddings, blocks, final LayerNorm, head tied to the token embedding).  MNIST-1D and
-    images: a patch encoder (ViT-style, Dosovitskiy et al. 2021) with mean pooling."""
+    images: a patch encoder (ViT-style, Dosovitskiy et al. 2021) with mean pooling.
+
+    Text classification (a dataset whose spec has ``vocab_size``): the character model's body
+    -- same embeddings, causal blocks and final LayerNorm, so a language model's weights load into
+    it (``transfer.load_pretrained``; ULMFiT, Howard & Ruder 2018) -- whose final states
+    ``h_1..h_T`` are pooled into one vector for a new head (with a bias, never tied).  ``pool``:
+    ``"mean"``, ``(1/T) sum_t h_t``; ``"last"``, ``h_T``, the only position of a causal model that
+    has read the whole passage; ``"concat"``, ULMFiT's concat pooling (section 3.3),
+    ``[h_T, max_t h_t, (1/T) sum_t h_t]`` with the maximum taken per feature, so a head of three
+    times the width also sees what happened at a single position.
+    """
 
     def __init__(
         self,
@@ -304,13 +314,21 @@ class Transformer(nn.Module):
         tie: bool,
         attn_scale: str,
         init: str = "torch",
+        pool: str = "mean",
     ):
         super().__init__()
         check_choice("transformer init", init, ("torch", "gpt"))
+        self.pool = check_choice("transformer pool", pool, POOLS)
         self.init = init
         self.language = spec.task == "language"
-        if self.language:
-            self.embed = nn.Embedding(spec.num_classes, width)
+        self.text = self.language or spec.vocab_size is not None  # inputs are token ids
+        if self.text:
+            if not self.language and spec.input_shape[0] > block:
+                raise ValueError(
+                    f"{spec.name} passages of {spec.input_shape[0]} characters do not fit the "
+                    f"transformer's block of {block}; give block >= {spec.input_shape[0]}"
+                )
+            self.embed = nn.Embedding(spec.vocab_size or spec.num_classes, width)
             tokens = block
         elif len(spec.input_shape) == 1:
             length = spec.input_shape[0]
@@ -328,10 +346,11 @@ class Transformer(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, tokens, width))
         nn.init.normal_(self.pos, std=0.02)
         self.blocks = nn.ModuleList(
-            TransformerBlock(width, heads, self.language, attn_scale) for _ in range(depth)
+            TransformerBlock(width, heads, self.text, attn_scale) for _ in range(depth)
         )
         self.ln_f = nn.LayerNorm(width)
-        self.head = nn.Linear(width, spec.num_classes, bias=not (self.language and tie))
+        pooled = 3 * width if pool == "concat" and not self.language else width
+        self.head = nn.Linear(pooled, spec.num_classes, bias=not (self.language and tie))
         if self.language and tie:
             self.head.weight = self.embed.weight
         if init == "gpt":
@@ -352,7 +371,7 @@ class Transformer(nn.Module):
                 nn.init.normal_(residual_out.weight, std=0.02 / math.sqrt(2 * depth))
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        if self.language:
+        if self.text:
             return self.embed(x)
         if x.dim() == 2:  # (b, length) -> (b, length / patch, patch)
             return self.embed(x.unflatten(1, (-1, self.patch)))
@@ -366,7 +385,11 @@ class Transformer(nn.Module):
         for block in self.blocks:
             h = block(h)
         h = self.ln_f(h)
-        return self.head(h if self.language else h.mean(dim=1))
+        if self.language:
+            return self.head(h)
+        if self.pool == "concat":
+            return self.head(torch.cat([h[:, -1], h.amax(dim=1), h.mean(dim=1)], dim=-1))
+        return self.head(h[:, -1] if self.pool == "last" else h.mean(dim=1))
 
 
 class Hybrid(nn.Module):
@@ -442,6 +465,8 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
         },
     },
 }
+# a text classifier is the character model's body with a pooled head: the same defaults
+_DEFAULTS["transformer"]["tinyshakespeare_passages"] = _DEFAULTS["transformer"]["tinyshakespeare"]
 _DEFAULTS["lstm"] = _DEFAULTS["gru"]
 _DEFAULTS["hybrid"] = {
     "mnist1d": {"width": 32, "heads": 4},
@@ -464,9 +489,10 @@ _STRUCTURAL = {
     "cnn": {"kernel", "batchnorm", "pool_every", "double_channels"},
     "gru": {"readout"},  # "final" (final states) or "all" (every step's output)
     "lstm": {"readout"},
-    "transformer": {"mup_base_width"},
+    "transformer": {"mup_base_width", "pool"},  # pool: classification only, one of POOLS
 }
 _READOUTS = ("final", "all")
+POOLS = ("mean", "last", "concat")
 
 # Named presets of options: family -> dataset -> variant -> options (see the module docstring).
 _VARIANTS: dict[str, dict[str, dict[str, dict]]] = {
@@ -485,6 +511,11 @@ def default_options(name: str, dataset: str) -> dict:
     """The options ``build`` uses for a family on a dataset when none are given."""
     check_choice("model", name, MODELS)
     check_choice("dataset", dataset, _data.DATASETS)
+    if dataset not in _DEFAULTS[name]:
+        families = [f for f in MODELS if dataset in _DEFAULTS[f]]
+        raise ValueError(
+            f"model {name!r} has no version for {dataset}; valid: {', '.join(families)}"
+        )
     return {**_COMMON.get(name, {}), **_DEFAULTS[name][dataset]}
 
 
@@ -520,7 +551,9 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
     ``hybrid``: ``width``, ``heads`` only (no depth); ``transformer``: ``heads``, ``patch``
     (patch length or side), ``block`` (text context), ``tie`` (tie head to the token
     embedding), ``attn_scale`` (``"sqrt"`` or muP's ``"inverse"``), ``init`` (``"torch"``:
-    PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text).
+    PyTorch's defaults; ``"gpt"``: GPT-2's N(0, 0.02) scheme, the default for text), ``pool``
+    (classification: ``"mean"``, the default, ``"last"``, the final position's state, or
+    ``"concat"``, ULMFiT's concat pooling; see :class:`Transformer`).  ``tinyshakespeare_passages`` has a transformer only.
     ``mlp`` and ``transformer``: ``mup_base_width`` (absent: the standard parametrisation) builds
     the model in muP (Yang et al. 2021, Tensor Programs V): the SP draw is rescaled and the head
     becomes a readout with multiplier ``base_width / width`` by ``layerwise.mup.to_mup`` (a
@@ -600,6 +633,8 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         bidir = o.get("bidirectional", False)
         readout = o.get("readout", "final")
         return Recurrent(spec, name, o["width"], o["depth"], embed, bidir, readout)
+    if "pool" in o and spec.task == "language":
+        raise ValueError(f"transformer pool applies to classification, not to {spec.name}")
     model = Transformer(
         spec,
         o["width"],
@@ -610,6 +645,7 @@ def build(name: str, dataset: str | _data.Dataset | _data.DatasetSpec, **options
         o["tie"],
         o["attn_scale"],
         o["init"],
+        o.get("pool", "mean"),
     )
     return _parametrise(model, o.get("mup_base_width"))
 
