@@ -70,6 +70,38 @@ def tiny_config():
     )
 
 
+@pytest.fixture
+def compare_row():
+    """A factory of one row of ``comparisons.compare``'s table (an inconclusive accuracy
+    comparison, tuned, one seed never reaching the target), with the given fields changed."""
+
+    def row(**changes):
+        base = {
+            "group": "adamw",
+            "testbed": "t",
+            "arm": "xi=2.6",
+            "metric": "test_acc",
+            "best_lr": 0.004,
+            "baseline_mean": 0.8,
+            "arm_mean": 0.81,
+            "effect": 0.01,
+            "ci_low": -0.01,
+            "ci_high": 0.03,
+            "ci_level": 0.95,
+            "mde": 0.02,
+            "sesoi": 0.02,
+            "outcome": "inconclusive",
+            "tuned": True,
+            "time_ratio": 0.8,
+            "time_ratio_low": 0.6,
+            "time_ratio_high": 1.1,
+            "time_never": 1,
+        }
+        return {**base, **changes}
+
+    return row
+
+
 def has_shakespeare() -> bool:
     data_dir = os.environ.get("LAYERWISE_DATA")
     return bool(data_dir) and (Path(data_dir) / "tinyshakespeare.txt").is_file()

@@ -158,28 +158,8 @@ def test_compare_of_nothing_has_the_same_columns():
     assert cmp.sensitivity_of({}).empty and cmp.runs_of({}).empty
 
 
-def test_verdict_table_names_the_metric_only_where_rows_mix_them():
-    row = {
-        "group": "g",
-        "testbed": "t",
-        "arm": "xi=0.8",
-        "metric": "test_acc",
-        "best_lr": 0.004,
-        "baseline_mean": 0.8,
-        "arm_mean": 0.81,
-        "effect": 0.01,
-        "ci_low": -0.01,
-        "ci_high": 0.03,
-        "ci_level": 0.95,
-        "mde": 0.02,
-        "sesoi": 0.02,
-        "outcome": "inconclusive",
-        "tuned": True,
-        "time_ratio": 0.8,
-        "time_ratio_low": 0.6,
-        "time_ratio_high": 1.1,
-        "time_never": 0,
-    }
+def test_verdict_table_names_the_metric_only_where_rows_mix_them(compare_row):
+    row = compare_row(group="g", arm="xi=0.8", time_never=0)
     accuracy = cmp.verdict_table(pd.DataFrame([row]))
     assert "metric" not in accuracy and accuracy.loc[0, "arm acc"] == "0.810"
     loss = {**row, "testbed": "text", "metric": "test_loss", "arm_mean": 1.95}

@@ -91,28 +91,8 @@ def test_answer_counts_outcomes_per_direction_and_reports_the_budget_check():
     assert "fewer steps (time-ratio interval below 1): mnist1d/mlp adamw xi=1/2.6." in text
 
 
-def test_verdict_table_marks_untuned_comparisons():
-    row = {
-        "group": "adamw",
-        "testbed": "t",
-        "arm": "xi=2.6",
-        "metric": "test_acc",
-        "best_lr": 0.004,
-        "baseline_mean": 0.8,
-        "arm_mean": 0.81,
-        "effect": 0.01,
-        "ci_low": -0.01,
-        "ci_high": 0.03,
-        "ci_level": 0.95,
-        "mde": 0.02,
-        "sesoi": 0.02,
-        "outcome": "inconclusive",
-        "tuned": False,
-        "time_ratio": 0.8,
-        "time_ratio_low": 0.6,
-        "time_ratio_high": 1.1,
-        "time_never": 1,
-    }
+def test_verdict_table_marks_untuned_comparisons(compare_row):
+    row = compare_row(tuned=False)
     shown = comparisons.verdict_table(pd.DataFrame([row])).iloc[0]
     assert shown["outcome"] == "inconclusive (not tuned)"
     assert shown["effect [CI]"] == "0.010 [-0.010, 0.030]"
