@@ -15,7 +15,7 @@ from layerwise.freezeout import freeze_times
 from layerwise.harness import comparisons
 from layerwise.harness.store import Store
 from layerwise.harness.tuning import TuningResult
-from layerwise.studies import freezeout as design
+from layerwise.studies import freezeout_savings as design
 
 # --------------------------------------------------------------------------------------------
 # design
