@@ -12,6 +12,7 @@ from layerwise.rules import (
     ByKind,
     Discriminative,
     FromFunction,
+    HeadRate,
     LayerDecay,
     Uniform,
     as_rule,
@@ -57,6 +58,12 @@ def test_layer_decay_equals_discriminative_with_the_inverse_factor():
     assert a == pytest.approx(b)
 
 
+def test_head_rate_scales_only_the_top_depth():
+    # head.weight and head.bias sit at D = 2; everything below keeps the base rate
+    assert HeadRate(10.0).multipliers(TABLE) == [1.0, 1.0, 1.0, 10.0, 10.0]
+    assert HeadRate(1.0).multipliers(TABLE) == Uniform().multipliers(TABLE)
+
+
 def test_by_kind():
     got = ByKind({"conv": 2.0, "embedding": 0.5}).multipliers(TABLE)
     assert got == [0.5, 1.0, 2.0, 1.0, 1.0]
@@ -80,6 +87,7 @@ def test_from_function_and_plain_callables():
         (lambda: LayerDecay(0), r"decay must be a number in \(0, 1\], got 0$"),
         (lambda: LayerDecay(1.5), r"got 1\.5$"),
         (lambda: LayerDecay(-0.5), r"got -0\.5$"),
+        (lambda: HeadRate(0), r"HeadRate multiplier must be a positive number, got 0$"),
         (lambda: ByKind({"conv": -1.0}), r"'conv' must be a positive number, got -1\.0$"),
     ],
 )
@@ -108,6 +116,7 @@ def test_by_kind_copies_its_mapping():
         {"name": "discriminative", "factor": 3.0, "toward": "output"},
         {"name": "layer_decay", "decay": 0.8},
         {"name": "by_kind", "multipliers": {"conv": 2.0}},
+        {"name": "head", "multiplier": 4.0},
     ],
 )
 def test_specs_round_trip_through_json(spec):
@@ -122,7 +131,7 @@ def test_spec_fills_defaults():
 
 
 def test_unknown_rule_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"'llrd'.*'by_kind', 'discriminative', 'layer_decay'"):
+    with pytest.raises(ValueError, match=r"'llrd'.*'by_kind', 'discriminative', 'head', 'layer_decay'"):
         rule_from_spec({"name": "llrd"})
     with pytest.raises(ValueError, match="'name'"):
         rule_from_spec({"decay": 0.8})

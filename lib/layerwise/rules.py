@@ -37,6 +37,7 @@ __all__ = [
     "ByKind",
     "Discriminative",
     "FromFunction",
+    "HeadRate",
     "LayerDecay",
     "MuP",
     "Rule",
@@ -166,6 +167,29 @@ class LayerDecay(Rule):
 
     def multipliers(self, table: pd.DataFrame) -> list[float]:
         return [float(self.decay ** int(s)) for s in _top_distance(table)]
+
+
+@register_rule("head")
+@dataclasses.dataclass(frozen=True)
+class HeadRate(Rule):
+    """Two rates: the head (the top depth of the layer table) at ``multiplier`` times the base
+    rate, every layer below it at the base rate::
+
+        m_d = multiplier   if d == D,   1 otherwise
+
+    In fine-tuning, a classifier head drawn afresh on top of a pretrained body may want a
+    larger rate than the body: tuning the base rate and ``multiplier`` is tuning the body's and
+    the head's rates separately (the "two rates" arm that ULMFiT's discriminative rates are
+    compared with).  ``HeadRate(1)`` is :class:`Uniform`.
+    """
+
+    multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive("HeadRate multiplier", self.multiplier)
+
+    def multipliers(self, table: pd.DataFrame) -> list[float]:
+        return [float(self.multiplier) if s == 0 else 1.0 for s in _top_distance(table)]
 
 
 @register_rule("by_kind")
