@@ -131,7 +131,9 @@ def test_spec_fills_defaults():
 
 
 def test_unknown_rule_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"'llrd'.*'by_kind', 'discriminative', 'head', 'layer_decay'"):
+    with pytest.raises(
+        ValueError, match=r"'llrd'.*'by_kind', 'discriminative', 'head', 'layer_decay'"
+    ):
         rule_from_spec({"name": "llrd"})
     with pytest.raises(ValueError, match="'name'"):
         rule_from_spec({"decay": 0.8})
