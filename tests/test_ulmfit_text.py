@@ -10,6 +10,7 @@ import torch
 from layerwise import transfer
 from layerwise.harness import data, models
 from layerwise.harness.config import RunConfig
+from layerwise.harness.tuning import TuningResult
 from layerwise.studies import ulmfit_text
 
 
@@ -72,3 +73,61 @@ def test_feasibility_table_averages_by_condition():
     assert pre["test_acc_sd"] == pytest.approx(0.1 / 2**0.5)
     assert table.loc["from scratch", "test_acc"] == pytest.approx(0.55)
     assert table.loc["bag", "test_acc"] == 0.55 and table.loc["chance", "test_acc"] == 0.5
+
+
+def test_arms_change_only_what_their_names_say():
+    base = ulmfit_text.finetuning(0, lr=1e-3, seed=1)
+    arms, design = ulmfit_text.arms(base, epoch_steps=7)
+    one = arms["one rate"]
+    assert one.rule == {"name": "uniform"} and one.schedule == "cosine"
+    discr = arms["discriminative"]
+    assert discr == one.replace(rule={"name": "discriminative", "factor": 2.6, "toward": "input"})
+    stlr = arms["discr + STLR"]
+    assert stlr.schedule == "slanted_triangular" and stlr.rule == discr.rule
+    assert stlr.schedule_options == {"cut_frac": 0.1, "ratio": 32.0}
+    assert arms["discr + STLR + unfreezing"] == stlr.replace(unfreeze_every=7)
+    for m in ulmfit_text.HEAD_MULTIPLIERS:
+        assert arms[f"head x{m:g}"] == one.replace(rule={"name": "head", "multiplier": m})
+    # every arm starts from the same pretrained model and differs from every other
+    assert {c.init_from["seed"] for c in arms.values()} == {0}
+    assert len({c.key() for c in arms.values()}) == len(arms)
+    assert list(design["arm"]) == list(arms)
+
+
+def test_plan_has_one_comparison_per_language_model():
+    plan = ulmfit_text.plan(pretrain_seeds=(0, 2))
+    assert [c.group for c in plan] == ["LM seed 0", "LM seed 2"]
+    assert [c.arms["one rate"].init_from["seed"] for c in plan] == [0, 2]
+    # ULMFiT unfreezes a depth per epoch: 2 classes x LABELS_PER_CLASS passages per epoch
+    epoch = -(-2 * ulmfit_text.LABELS_PER_CLASS // plan[0].bed.config.batch_size)
+    assert plan[0].arms["discr + STLR + unfreezing"].unfreeze_every == epoch
+    assert len(plan[0].protocol.final_seeds) >= 10
+
+
+def _tuned(summary_rows: list[tuple[str, float]], finals: dict[str, float]) -> TuningResult:
+    summary = pd.DataFrame(
+        [{"arm": a, "best_lr": 1e-3, "interior": True, "val_acc_best": s} for a, s in summary_rows]
+    )
+    final = pd.DataFrame(
+        [
+            {"arm": a, "lr": 1e-3, "seed": seed, "status": "ok", "test_acc": acc + 0.01 * seed}
+            for a, acc in finals.items()
+            for seed in (1, 2)
+        ]
+    )
+    return TuningResult("acc", final.assign(score=0.5), final, summary, final.assign(step=1))
+
+
+def test_two_rates_keeps_the_multiplier_the_tuning_seeds_chose():
+    # head x16 tunes best but tests worst: the final seeds must not choose
+    result = _tuned(
+        [("one rate", 0.70), ("head x4", 0.72), ("head x16", 0.75), ("head x64", 0.60)],
+        {"one rate": 0.70, "head x4": 0.90, "head x16": 0.65, "head x64": 0.95},
+    )
+    reduced = ulmfit_text.two_rates(result)
+    assert list(reduced.summary["arm"]) == ["one rate", "two rates"]
+    assert reduced.summary.set_index("arm").loc["two rates", "head_multiplier"] == 16.0
+    for frame in (reduced.final, reduced.sensitivity, reduced.curves):
+        assert set(frame["arm"]) == {"one rate", "two rates"}
+    two = reduced.final[reduced.final["arm"] == "two rates"]["test_acc"]
+    assert two.tolist() == pytest.approx([0.66, 0.67])

@@ -8,8 +8,8 @@ A comparison takes one testbed and keeps everything but the per-layer rule fixed
   best rate sits on an edge, then refined until the chosen rate's neighbours are at most 2x away;
 * three tuning seeds (:data:`TUNE_SEEDS`) per grid point, disjoint from the final seeds; a
   run's score is the mean of its last three validation evaluations;
-* the chosen rate rerun on fresh seeds: ten on MNIST-1D, five on Fashion-MNIST and CIFAR-10,
-  three on text (:data:`FINAL_SEEDS`);
+* the chosen rate rerun on fresh seeds: ten on MNIST-1D and on the fine-tuning passages, five
+  on Fashion-MNIST and CIFAR-10, three on language modelling (:data:`FINAL_SEEDS`);
 * a schedule that decays to zero over the budget (linear warmup over 5% of the steps, then
   cosine to zero, :func:`with_decay`), so a multiplier below 1 is not the only annealing an arm
   gets, and the final weights are a real end point.
@@ -72,6 +72,7 @@ FINAL_SEEDS: dict[str, tuple[int, ...]] = {
     "fashion_mnist": tuple(range(1, 6)),
     "tinyshakespeare": (1, 2, 3),
     "cifar10": tuple(range(1, 6)),
+    "tinyshakespeare_passages": tuple(range(1, 11)),  # fine-tuning runs: seconds each
 }
 # Four rates a factor 4 apart, centred on each optimizer's usual range; extended by 4x steps
 # while the best rate is an edge, then refined to 2x around it.

@@ -34,6 +34,8 @@ n-gram logistic regressions (``harness.bag_of_ngrams``), (d) chance (one half).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -44,8 +46,10 @@ from ..harness import pretraining as _pretraining
 from ..harness.config import RunConfig
 from ..harness.store import Store
 from ..harness.testbeds import Testbed, testbed
+from ..harness.tuning import TuningResult
 
 __all__ = [
+    "DISCRIMINATIVE",
     "FEASIBILITY_RATES",
     "FEASIBILITY_SEEDS",
     "LABELS_PER_CLASS",
@@ -56,9 +60,14 @@ __all__ = [
     "bag_of_ngrams_table",
     "feasibility",
     "feasibility_configs",
+    "HEAD_MULTIPLIERS",
+    "STLR",
+    "arms",
     "feasibility_table",
     "finetuning",
+    "plan",
     "pretraining",
+    "two_rates",
 ]
 
 STUDY = "ulmfit_text"
@@ -209,3 +218,121 @@ def feasibility(
         list((pool.map if pool else map)(_pretraining.pretrained_state, sources))
         records = sweep.run_configs(configs, STUDY, store=store, jobs=jobs, executor=pool)
     return feasibility_table(records, bag_of_ngrams_table(task))
+
+
+# --------------------------------------------------------------------------------------------
+# the arms: ULMFiT's fine-tuning rules against one rate, each tuned under protocol v2
+
+DISCRIMINATIVE: dict[str, object] = {"name": "discriminative", "factor": 2.6, "toward": "input"}
+# Howard & Ruder's slanted triangular rates (eq. 3): a rise over 10% of the steps, a fall to
+# 1/32 of the peak
+STLR: tuple[str, dict[str, float]] = ("slanted_triangular", {"cut_frac": 0.1, "ratio": 32.0})
+# the "two rates" arm's grid over the head's rate (a multiple of the body's)
+HEAD_MULTIPLIERS: tuple[float, ...] = (4.0, 16.0, 64.0)
+TWO_RATES = "two rates"
+
+
+def arms(config: RunConfig, epoch_steps: int) -> tuple[dict[str, RunConfig], pd.DataFrame]:
+    """The arms of one comparison, all fine-tuned from ``config``'s pretrained model (its
+    ``lr`` is the base rate the tuner replaces):
+
+    * ``one rate``: every layer at the base rate, warmup and cosine decay to zero;
+    * ``discriminative``: ULMFiT's rates, each block 2.6 times slower than the one above
+      (``rules.Discriminative(2.6)``; the new head at the base rate), same schedule;
+    * ``discr + STLR``: and slanted triangular rates (:data:`STLR`) instead of the cosine;
+    * ``discr + STLR + unfreezing``: and gradual unfreezing, one more depth every epoch of
+      ``epoch_steps`` steps, from the head down (``transfer.GradualUnfreezing``) -- ULMFiT's
+      full recipe;
+    * ``head xM`` for M in :data:`HEAD_MULTIPLIERS`: the head at M times the body's rate
+      (``rules.HeadRate``), the cosine schedule -- the grid of the "two rates" arm, which
+      :func:`two_rates` reduces to the multiplier the tuning seeds choose.
+
+    Returns the arms and a table (arm, rule, schedule, unfreezing) saying what each changes.
+    """
+    one = config.replace(rule={"name": "uniform"})
+    discriminative = one.replace(rule=dict(DISCRIMINATIVE))
+    stlr = discriminative.replace(schedule=STLR[0], schedule_options=dict(STLR[1]))
+    out = {
+        "one rate": one,
+        "discriminative": discriminative,
+        "discr + STLR": stlr,
+        "discr + STLR + unfreezing": stlr.replace(unfreeze_every=int(epoch_steps)),
+    }
+    for m in HEAD_MULTIPLIERS:
+        out[f"head x{m:g}"] = one.replace(rule={"name": "head", "multiplier": float(m)})
+    design = pd.DataFrame(
+        [
+            {
+                "arm": name,
+                "rule": _describe_rule(c.rule),
+                "schedule": c.schedule,
+                "unfreezing": f"a depth every {c.unfreeze_every} steps"
+                if c.unfreeze_every
+                else "-",
+            }
+            for name, c in out.items()
+        ]
+    )
+    return out, design
+
+
+def _describe_rule(spec: Mapping[str, object]) -> str:
+    if spec["name"] == "discriminative":
+        return f"each block / {spec['factor']:g} going down"
+    if spec["name"] == "head":
+        return f"head x{spec['multiplier']:g}"
+    return "one rate"
+
+
+def plan(
+    profile: str = "full", pretrain_seeds: Sequence[int] = PRETRAIN_SEEDS
+) -> list[comparisons.Comparison]:
+    """One comparison per pretraining seed (group ``"LM seed p"``): the arms of :func:`arms`
+    fine-tuned from that language model, tuned and rerun with AdamW's protocol on the
+    passages (ten fresh fine-tuning seeds; in smoke, a few steps and two seeds)."""
+    check_choice("profile", profile, ("full", "smoke"))
+    proto = comparisons.protocol(PASSAGES.config.dataset, "adamw", profile)
+    out = []
+    for p in pretrain_seeds:
+        config = finetuning(p, lr=PASSAGES.config.lr, seed=0, profile=profile)
+        epoch = max(1, math.ceil(2 * LABELS_PER_CLASS / config.batch_size))
+        if profile == "smoke":
+            epoch = 1
+        arm_configs, design = arms(config, epoch)
+        bed = dataclasses.replace(PASSAGES, config=config)
+        out.append(comparisons.Comparison(f"LM seed {p}", bed, arm_configs, design, proto))
+    return out
+
+
+def two_rates(result: TuningResult) -> TuningResult:
+    """``result`` with its ``head xM`` arms reduced to one, ``"two rates"``: the multiplier
+    whose tuned rate scored best on the tuning seeds (``val_<metric>_best``; the final seeds
+    never choose), so head and body rates are tuned jointly on the tuning seeds alone.  The
+    chosen multiplier is kept in the summary's ``head_multiplier`` column."""
+    summary = result.summary
+    heads = summary[summary["arm"].str.startswith("head x")]
+    if heads.empty:
+        return result
+    score = heads[f"val_{result.metric}_best"]
+    best = heads.loc[score.idxmax() if result.metric == "acc" else score.idxmin(), "arm"]
+    multiplier = float(best.removeprefix("head x"))
+    drop = set(heads["arm"]) - {best}
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty or "arm" not in frame:
+            return frame
+        kept = frame[~frame["arm"].isin(drop)].copy()
+        kept["arm"] = kept["arm"].replace(best, TWO_RATES)
+        return kept.reset_index(drop=True)
+
+    new_summary = keep(summary)
+    new_summary["head_multiplier"] = [
+        multiplier if a == TWO_RATES else math.nan for a in new_summary["arm"]
+    ]
+    return dataclasses.replace(
+        result,
+        sensitivity=keep(result.sensitivity),
+        final=keep(result.final),
+        summary=new_summary,
+        curves=keep(result.curves),
+    )
