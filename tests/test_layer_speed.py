@@ -228,6 +228,23 @@ def test_robustness_effects_are_added_error_over_the_trained_model():
     assert "first layer +0.800" in text and "worst upper hidden layer (body.2) +0.020" in text
 
 
+def test_layers_sharing_the_input_depth_are_input_layers_not_upper_ones():
+    table = pd.DataFrame(
+        {
+            "testbed": "t",
+            "optimizer": "adamw",
+            "layer": ["pos", "embed", "blocks.0", "head"],
+            "depth": [0, 0, 1, 2],
+            "reinit": [0.03, 0.55, 0.10, 0.40],
+            "reinit_low": [0.02, 0.50, 0.08, 0.30],
+            "reinit_high": [0.04, 0.60, 0.12, 0.50],
+        }
+    )
+    text = design.answer(pd.DataFrame(columns=["measure"]), table, pd.DataFrame())
+    assert "first layer (embed) +0.550" in text
+    assert "worst upper hidden layer (blocks.0) +0.100" in text
+
+
 def test_spread_is_the_largest_over_the_smallest_matrix():
     monitor = {"body.0": 1e-4, "body.2": 1e-3, "head": 4e-3}
     spread = design.spread_frame([record(1, BOTTOM_UP, monitor=monitor)])

@@ -3,6 +3,8 @@ a cached pretraining run, gradual unfreezing."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -188,6 +190,28 @@ def test_fine_tune_starts_from_the_pretrained_weights_but_the_head(cache, pretra
     monkeypatch.setattr(train, "train", no_training)
     cached = pretraining.pretrained_state(pretrain)
     assert all(torch.equal(cached[n], t) for n, t in state.items())
+
+
+def test_pretrain_keeps_the_record_and_trains_once_for_concurrent_callers(
+    cache, pretrain, monkeypatch
+):
+    expected = train.run(pretrain)["final"]  # the run's own record, trained here first
+    calls = []
+    real = train.train
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train", counted)
+    with ThreadPoolExecutor(3) as pool:  # three workers that need the same pretrained model
+        records = list(pool.map(lambda _: pretraining.pretrain(pretrain), range(3)))
+    assert len(calls) == 1
+    assert all(r == records[0] for r in records)
+    assert records[0]["key"] == pretrain.key() and records[0]["status"] == "ok"
+    assert records[0]["final"] == expected
+    pretraining.pretrained_state(pretrain)
+    assert len(calls) == 1
 
 
 def test_initial_state_is_required_exactly_with_init_from(cache, pretrain):

@@ -10,8 +10,6 @@ bidirectional GRU whose head reads every time step), trained on all 4,000 refere
 examples with freshly generated validation and test sets (``data_options={"splits":
 "generated"}``), and the Fashion-MNIST CNN under 100K parameters that the published 0.925 row
 describes; beside them a Fashion-MNIST patch transformer without a published number.
-:data:`V1_TESTBEDS` are the testbeds the studies not yet rerun under protocol v2
-were run with; they stay until those studies are rerun.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import dataclasses
 from .._validate import check_choice
 from .config import RunConfig
 
-__all__ = ["TESTBEDS", "V1_TESTBEDS", "Testbed", "testbed"]
+__all__ = ["TESTBEDS", "Testbed", "testbed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +45,8 @@ _FASHION = dict(
     dataset="fashion_mnist", batch_size=128, eval_every=422, optimizer_options={"weight_decay": 0.0}
 )
 
-V1_TESTBEDS: dict[str, Testbed] = {
+# the testbeds as first defined (protocol v1); :data:`TESTBEDS` changes some of them
+_FIRST: dict[str, Testbed] = {
     t.name: t
     for t in [
         # MNIST-1D (Greydanus 2020): reference training is Adam, batch 100, 8000 steps.
@@ -133,8 +132,8 @@ _GENERATED = {"splits": "generated"}
 
 
 def _v2(name: str, **changes) -> Testbed:
-    """The v1 testbed ``name`` with the v2 changes to its config."""
-    bed = V1_TESTBEDS[name]
+    """The first definition of testbed ``name`` with the v2 changes to its config."""
+    bed = _FIRST[name]
     return dataclasses.replace(bed, config=bed.config.replace(**changes))
 
 
@@ -145,12 +144,12 @@ TESTBEDS: dict[str, Testbed] = {
         _v2("mnist1d/cnn", model_options=_REFERENCE, data_options=_GENERATED),
         _v2("mnist1d/gru", model_options=_REFERENCE, data_options=_GENERATED),
         _v2("mnist1d/transformer", data_options=_GENERATED),
-        V1_TESTBEDS["fashion_mnist/mlp"],
+        _FIRST["fashion_mnist/mlp"],
         dataclasses.replace(
             _v2("fashion_mnist/cnn", model_options=_REFERENCE),
             source="Fashion-MNIST README: 2 conv layers, <100K parameters (83,466 here), 0.925",
         ),
-        V1_TESTBEDS["tinyshakespeare/transformer"],
+        _FIRST["tinyshakespeare/transformer"],
         # A ViT-style patch encoder (models.Transformer: 7x7 patches, so 16 tokens; 2 pre-norm
         # blocks of width 64, 4 heads; mean pooling), added for the layer-wise decay study.
         Testbed(
@@ -168,14 +167,12 @@ TESTBEDS: dict[str, Testbed] = {
 SMOKE_STEPS = 20
 
 
-def testbed(name: str, profile: str = "full", protocol: int = 2) -> Testbed:
-    """Testbed ``name`` of tuning ``protocol`` 2 (:data:`TESTBEDS`) or 1 (:data:`V1_TESTBEDS`);
-    ``profile="smoke"`` shrinks its budget to ``SMOKE_STEPS`` steps."""
-    check_choice("protocol", protocol, (1, 2))
-    beds = TESTBEDS if protocol == 2 else V1_TESTBEDS
-    check_choice("testbed", name, beds)
+def testbed(name: str, profile: str = "full") -> Testbed:
+    """Testbed ``name`` of :data:`TESTBEDS`; ``profile="smoke"`` shrinks its budget to
+    ``SMOKE_STEPS`` steps."""
+    check_choice("testbed", name, TESTBEDS)
     check_choice("profile", profile, ("full", "smoke"))
-    bed = beds[name]
+    bed = TESTBEDS[name]
     if profile == "smoke":
         small = bed.config.replace(steps=SMOKE_STEPS, epochs=None, eval_every=SMOKE_STEPS // 2)
         bed = dataclasses.replace(bed, config=small)

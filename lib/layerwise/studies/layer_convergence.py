@@ -669,9 +669,13 @@ def answer(
     if len(robust):
         parts = []
         for (bed, optimizer), g in _groups(robust):
-            g = g.sort_values("depth")
-            first, upper = g.iloc[0], g.iloc[1:][g.iloc[1:]["layer"] != "head"]
-            text = f"{bed} {optimizer}: first layer {_effect(first, 'reinit')}"
+            # every layer at the lowest depth is an input layer (a transformer's token or
+            # patch embedding beside its position embedding): the most critical one speaks
+            bottom = g["depth"] == g["depth"].min()
+            first = g[bottom].loc[g.loc[bottom, "reinit"].idxmax()]
+            upper = g[~bottom & (g["layer"] != "head")]
+            named = f" ({first['layer']})" if bottom.sum() > 1 else ""
+            text = f"{bed} {optimizer}: first layer{named} {_effect(first, 'reinit')}"
             if len(upper):
                 worst = upper.loc[upper["reinit"].idxmax()]
                 text += f", worst upper hidden layer ({worst['layer']}) {_effect(worst, 'reinit')}"
