@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from layerwise import transfer
-from layerwise.harness import data, models
+from layerwise.harness import data, models, pretraining, sweep
 from layerwise.harness.config import RunConfig
+from layerwise.harness.store import Store
 from layerwise.harness.tuning import TuningResult
 from layerwise.studies import ulmfit_text
 
@@ -131,3 +132,22 @@ def test_two_rates_keeps_the_multiplier_the_tuning_seeds_chose():
         assert set(frame["arm"]) == {"one rate", "two rates"}
     two = reduced.final[reduced.final["arm"] == "two rates"]["test_acc"]
     assert two.tolist() == pytest.approx([0.66, 0.67])
+
+
+def test_language_models_are_stored_once_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "cache"))
+    store = Store(tmp_path / "results")
+    monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
+    with pytest.raises(sweep.MissingRunsError):
+        ulmfit_text.language_models(store, (0,), "smoke", jobs=1)
+    monkeypatch.delenv("LAYERWISE_REQUIRE_STORED")
+    (record,) = ulmfit_text.language_models(store, (0,), "smoke", jobs=1)
+    assert record["key"] == ulmfit_text.pretraining(0, "smoke").key()
+    assert store.get(ulmfit_text.STUDY, ulmfit_text.pretraining(0, "smoke")) == record
+
+    def no_training(config):
+        raise AssertionError("a stored language model was trained again")
+
+    monkeypatch.setattr(pretraining, "pretrain", no_training)
+    monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
+    assert ulmfit_text.language_models(store, (0,), "smoke", jobs=1) == [record]

@@ -37,7 +37,15 @@ from ._lifeline import die_with_parent
 from .config import RunConfig
 from .store import Claim, Store
 
-__all__ = ["MissingRunsError", "default_jobs", "grid", "run_configs", "run_stored", "worker_pool"]
+__all__ = [
+    "MissingRunsError",
+    "default_jobs",
+    "grid",
+    "run_configs",
+    "run_stored",
+    "training_forbidden",
+    "worker_pool",
+]
 
 CLAIM_POLL_S = 5.0  # seconds between looks at runs another sweep is training
 
@@ -85,6 +93,12 @@ def grid(base: Mapping[str, Any] | RunConfig, **axes: Iterable[Any]) -> list[Run
     return configs
 
 
+def training_forbidden() -> bool:
+    """Whether ``LAYERWISE_REQUIRE_STORED`` is set (to anything but ``""`` or ``"0"``): every
+    run must then come from the store."""
+    return os.environ.get("LAYERWISE_REQUIRE_STORED", "") not in ("", "0")
+
+
 def default_jobs() -> int:
     """Worker processes for this machine: one per core (``os.sched_getaffinity`` when known)."""
     try:
@@ -125,7 +139,7 @@ def run_configs(
             store.put(study, elsewhere)
             found[config.key()] = elsewhere
     todo = list({c.key(): c for c in configs if found[c.key()] is None}.values())
-    if todo and os.environ.get("LAYERWISE_REQUIRE_STORED", "") not in ("", "0"):
+    if todo and training_forbidden():
         raise MissingRunsError(study, todo)
     if todo:
         for record in _execute(todo, study, store, jobs, executor, progress):

@@ -57,7 +57,7 @@ from torch import nn
 
 from .._validate import check_choice, check_int
 from ..freezeout import SPACINGS, freeze_times, freeze_training_t0
-from ..harness import comparisons, data, models, stats, train
+from ..harness import comparisons, data, models, stats, sweep, train
 from ..harness.config import RunConfig
 from ..harness.store import Store
 from ..harness.testbeds import TESTBEDS, Testbed
@@ -411,7 +411,7 @@ def measure_step_times(
         saved = json.loads(path.read_text())
         if saved["keys"] == keys and saved["repeats"] == repeats:
             return pd.DataFrame(saved["rows"])
-    if os.environ.get("LAYERWISE_REQUIRE_STORED"):
+    if sweep.training_forbidden():
         return None
     arms = list(configs)
     rows = []

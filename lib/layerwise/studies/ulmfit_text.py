@@ -65,6 +65,7 @@ __all__ = [
     "arms",
     "feasibility_table",
     "finetuning",
+    "language_models",
     "plan",
     "pretraining",
     "two_rates",
@@ -201,6 +202,27 @@ def feasibility_table(records: Iterable[dict], baselines: pd.DataFrame) -> pd.Da
     return pd.concat([summary.reset_index(), extra, chance], ignore_index=True)
 
 
+def language_models(
+    store: Store,
+    pretrain_seeds: Sequence[int] = PRETRAIN_SEEDS,
+    profile: str = "full",
+    jobs: int | None = None,
+) -> list[dict]:
+    """The pretraining runs' records (curves, final validation and test loss), one per seed,
+    stored under :data:`STUDY`.  The runs the store lacks are trained (one worker each) and
+    their weights cached (``harness.pretraining.pretrain``), unless training is forbidden
+    (``LAYERWISE_REQUIRE_STORED``: ``sweep.MissingRunsError``)."""
+    sources = [pretraining(s, profile) for s in pretrain_seeds]
+    missing = store.missing(STUDY, sources)
+    if missing and sweep.training_forbidden():
+        raise sweep.MissingRunsError(STUDY, missing)
+    if missing:
+        with sweep.worker_pool(min(len(missing), jobs or sweep.default_jobs())) as pool:
+            for record in (pool.map if pool else map)(_pretraining.pretrain, missing):
+                store.put(STUDY, record)
+    return [store.get(STUDY, c) for c in sources]
+
+
 def feasibility(
     store: Store,
     jobs: int | None = None,
@@ -209,14 +231,11 @@ def feasibility(
     task: Mapping[str, object] = TASK,
     profile: str = "full",
 ) -> pd.DataFrame:
-    """Run the check and return :func:`feasibility_table`: the pretraining runs first (one
-    worker each; their weights are cached, ``harness.pretraining``), then the fine-tuning runs
-    into ``store`` under :data:`STUDY` (stored runs are not trained again), then the baselines."""
-    sources = [pretraining(s, profile) for s in pretrain_seeds]
+    """Run the check and return :func:`feasibility_table`: the fine-tuning runs into ``store``
+    under :data:`STUDY` (stored runs are not trained again; a worker that needs a language
+    model not cached yet trains it first, ``harness.pretraining``), then the baselines."""
     configs = feasibility_configs(pretrain_seeds, seeds, task=task, profile=profile)
-    with sweep.worker_pool(jobs) as pool:
-        list((pool.map if pool else map)(_pretraining.pretrained_state, sources))
-        records = sweep.run_configs(configs, STUDY, store=store, jobs=jobs, executor=pool)
+    records = sweep.run_configs(configs, STUDY, store=store, jobs=jobs)
     return feasibility_table(records, bag_of_ngrams_table(task))
 
 
