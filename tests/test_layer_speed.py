@@ -205,6 +205,8 @@ def test_depth_trend_of_known_settling_times_and_ties():
     summary = design.trend_summary(trends, fold_sesoi=1.5)
     assert (summary["verdict"] == "deeper later").all()
     assert not summary["within ±SESOI"].any()
+    text = design.answer(trends, pd.DataFrame(), pd.DataFrame())
+    assert text.count(": **reproduced**. Over 1 network/optimizer pairs, 1 deeper later") == 2
 
 
 def test_a_top_down_network_gets_the_opposite_verdict_whatever_its_layer_count():
@@ -213,6 +215,8 @@ def test_a_top_down_network_gets_the_opposite_verdict_whatever_its_layer_count()
     row = trends[trends["measure"] == "weights"].iloc[0]
     assert row["fold"] == pytest.approx(1 / 16)
     assert design.trend_summary(trends)["verdict"].eq("deeper earlier").all()
+    text = design.answer(trends, pd.DataFrame(), pd.DataFrame())
+    assert text.count("**not reproduced**. Over 1 network/optimizer pairs, 1 deeper earlier") == 2
 
 
 def test_robustness_effects_are_added_error_over_the_trained_model():
@@ -226,6 +230,9 @@ def test_robustness_effects_are_added_error_over_the_trained_model():
     assert table["trained_error"].to_numpy() == pytest.approx(0.1)
     text = design.answer(pd.DataFrame(columns=["measure"]), table.reset_index(), pd.DataFrame())
     assert "first layer +0.800" in text and "worst upper hidden layer (body.2) +0.020" in text
+    # 0.1 + 0.8 = 0.9 >= 0.80 on every seed (critical), +0.02 < 0.05 (robust): both hold
+    assert "(error 0.90: critical)" in text and "+0.020 [+0.020, +0.020] (robust)" in text
+    assert "**reproduced in 1 of 1** (mnist1d/mlp sgd)" in text
 
 
 def test_layers_sharing_the_input_depth_are_input_layers_not_upper_ones():
@@ -238,11 +245,18 @@ def test_layers_sharing_the_input_depth_are_input_layers_not_upper_ones():
             "reinit": [0.03, 0.55, 0.10, 0.40],
             "reinit_low": [0.02, 0.50, 0.08, 0.30],
             "reinit_high": [0.04, 0.60, 0.12, 0.50],
+            "trained_error": 0.1,
         }
     )
     text = design.answer(pd.DataFrame(columns=["measure"]), table, pd.DataFrame())
-    assert "first layer (embed) +0.550" in text
-    assert "worst upper hidden layer (blocks.0) +0.100" in text
+    # reset error 0.65 [0.60, 0.70] is below 0.80; +0.10 [0.08, 0.12] is above 0.05
+    assert "first layer (embed) +0.550 [+0.500, +0.600] (error 0.65: not critical)" in text
+    assert "worst upper hidden layer (blocks.0) +0.100 [+0.080, +0.120] (not robust)" in text
+    assert "**not reproduced**" in text
+    undecided = table.assign(reinit_high=[0.04, 0.75, 0.12, 0.5])  # 0.85 > 0.80 > 0.60
+    assert "(error 0.65: undecided)" in design.answer(
+        pd.DataFrame(columns=["measure"]), undecided, pd.DataFrame()
+    )
 
 
 def test_spread_is_the_largest_over_the_smallest_matrix():
@@ -261,3 +275,32 @@ def test_start_table_shows_where_raw_cka_begins():
     assert table.to_dict() == pytest.approx(starts)
     one = cka[(cka["seed"] == 0) & (cka["layer"] == "head")]
     assert one["cka_normalised"].tolist() == pytest.approx(normalise_to_start(one["cka"]))
+
+
+def test_a_trend_smaller_than_the_sesoi_does_not_count_as_reproduced():
+    # deeper later (interval above a fold of 1) but inside [1/1.5, 1.5]: negligible
+    small = pd.DataFrame(
+        [
+            {
+                "testbed": "t",
+                "optimizer": "sgd",
+                "measure": "weights",
+                "seeds": 5,
+                "units": 3,
+                "slope": math.log(1.2),
+                "ci_low": math.log(1.1),
+                "ci_high": math.log(1.3),
+                "tau_positive": 5,
+                "tau_negative": 0,
+                "tau_undefined": 0,
+                "tau_median": 0.8,
+                "tied_pairs": 0,
+                "never": 0,
+            }
+        ]
+    )
+    assert design.trend_summary(small).iloc[0]["verdict"] == "deeper later"
+    text = design.answer(small, pd.DataFrame(), pd.DataFrame())
+    assert "**not reproduced**; 1 deeper later, but by less than a factor 1.5." in text
+    big = small.assign(slope=math.log(3.0), ci_low=math.log(2.0), ci_high=math.log(4.0))
+    assert "**reproduced**. Over 1" in design.answer(big, pd.DataFrame(), pd.DataFrame())

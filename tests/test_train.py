@@ -33,7 +33,7 @@ def test_divergence_is_recorded_not_raised(tiny_config):
     record = train.run(config)
     assert record["status"] == "diverged"
     assert 1 < record["diverged_at"] <= config.steps
-    assert record["final"]["test_acc"] is None
+    assert record["final"]["test_acc"] is None and record["final"]["val_acc"] is None
     json.dumps(record, allow_nan=False)
 
 
@@ -115,3 +115,21 @@ def test_extra_splits_are_evaluated_at_the_end(tiny_config):
     assert set(final) >= {"reference_test_acc", "reference_test_loss"}
     assert 0.0 <= final["reference_test_acc"] <= 1.0
     assert final["reference_test_acc"] != final["test_acc"]  # a different split, not a copy
+
+
+def test_final_validation_reuses_the_last_curve_evaluation(tiny_config, monkeypatch):
+    # the last curve point is the final model on the full validation split: not evaluated twice
+    seen = []
+    real = train.evaluate
+
+    def counted(model, split):
+        seen.append(len(split))
+        return real(model, split)
+
+    monkeypatch.setattr(train, "evaluate", counted)
+    record, model = train.train(tiny_config)
+    dataset = data.load("mnist1d")
+    assert seen == [len(dataset.val)] * 3 + [len(dataset.test)]  # steps 10, 20, 30; then test
+    again = real(model, dataset.val)  # an independent evaluation of the final weights
+    assert record["final"]["val_acc"] == again["acc"] == record["curves"]["val_acc"][-1]
+    assert record["final"]["val_loss"] == pytest.approx(again["loss"], rel=1e-12)

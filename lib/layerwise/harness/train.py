@@ -333,13 +333,21 @@ def _tracker(
     )
 
 
-def _final_metrics(model: nn.Module, feed: _Feed, ok: bool) -> dict[str, float | None]:
+def _final_metrics(
+    model: nn.Module, feed: _Feed, ok: bool, last_val: dict[str, float] | None = None
+) -> dict[str, float | None]:
     """Loss and accuracy on the full validation and test splits and on the dataset's named
-    extra splits (``<name>_loss``, ``<name>_acc``; ``None`` everywhere after divergence)."""
+    extra splits (``<name>_loss``, ``<name>_acc``; ``None`` everywhere after divergence).
+    ``last_val``: the curve's evaluation of the final model, reused when the curve reads the
+    full validation split (a classifier's), instead of evaluating it again."""
     splits = {"val": feed.val_full, "test": feed.test_full, **feed.extra}
+    known = {"val": last_val} if last_val is not None and feed.val_curve is feed.val_full else {}
     final: dict[str, float | None] = {}
     for name, split in splits.items():
-        result = evaluate(model, split) if ok else {"loss": None, "acc": None}
+        if not ok:
+            result: dict[str, float | None] = {"loss": None, "acc": None}
+        else:
+            result = known.get(name) or evaluate(model, split)
         final.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
     return final
 
@@ -410,6 +418,7 @@ def train(
     status, diverged_at, first_loss = "ok", None, None
     window_sum, window_n, step = 0.0, 0, 0
     eval_time = 0.0
+    metrics: dict[str, float] | None = None
     model.train()
     if tracker is not None:
         tracker.observe(0)
@@ -454,7 +463,8 @@ def train(
     bar.close()
 
     steps_done = step if status == "ok" else diverged_at - 1
-    final = _final_metrics(model, feed, status == "ok")
+    # a run that finished was evaluated on its curve split at its last step, after its last update
+    final = _final_metrics(model, feed, status == "ok", metrics if status == "ok" else None)
     convergence = tracker.to_record(steps_done) if tracker is not None else None
     record = {
         "format": FORMAT_VERSION,

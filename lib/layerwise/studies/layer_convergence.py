@@ -70,10 +70,12 @@ from . import discriminative_rates
 __all__ = [
     "CHECKPOINTS",
     "CKA_LEVEL",
+    "CRITICAL_ERROR",
     "DISTANCE_LEVEL",
     "FROM_03",
     "RATES_STUDY",
     "RECIPE",
+    "ROBUST_ADDED",
     "STUDY",
     "TUNED_HERE",
     "ZBS_FCN",
@@ -104,6 +106,11 @@ MONITOR_POINTS = 50  # monitored steps per run (||Δw||/||w||, ||g||/||w||)
 TEXT_PROBE_WINDOWS = 64  # probe windows of 64 characters (4,096 positions) for the text model
 CKA_LEVEL = 0.9  # normalised CKA: 90% of the way from its start to the final representation
 DISTANCE_LEVEL = 0.1  # distance to final below 10% of the way from initialisation
+# Zhang, Bengio & Singer's reading (docs/references.md, claim 7): the first layer is critical
+# when resetting it to its initial value leaves at least CRITICAL_ERROR validation error; an
+# upper hidden layer is robust when its reset adds less than ROBUST_ADDED
+CRITICAL_ERROR = 0.80
+ROBUST_ADDED = 0.05
 
 # (optimizer, testbed, steps): the pairs study 03 tuned a uniform rate for, at its budgets
 FROM_03: tuple[tuple[str, str, int], ...] = tuple(
@@ -654,6 +661,25 @@ def answer(
         counts = rows["verdict"].value_counts()
         summary = ", ".join(f"{n} {v}" for v, n in counts.items())
         small = rows.loc[rows["within ±SESOI"], ["testbed", "optimizer"]]
+        # reproduced: deeper later by more than a trend too small to matter
+        later = rows["verdict"] == "deeper later"
+        held = rows.loc[later & ~rows["within ±SESOI"]]
+        negligible = int((later & rows["within ±SESOI"]).sum())
+        where = ", ".join(
+            f"{b} {o}" for b, o in zip(held["testbed"], held["optimizer"], strict=True)
+        )
+        verdict = (
+            "**reproduced**"
+            if len(held) == len(rows)
+            else "**not reproduced**"
+            if held.empty
+            else f"**reproduced in {len(held)} of {len(rows)}** ({where})"
+        )
+        if negligible:
+            more = " more" if len(held) else ""
+            verdict += (
+                f"; {negligible}{more} deeper later, but by less than a factor {fold_sesoi:g}"
+            )
         detail = "; ".join(
             f"{bed} {optimizer} {fold}"
             for bed, optimizer, fold in zip(
@@ -662,28 +688,12 @@ def answer(
             if fold != "n/a"
         )
         lines.append(
-            f"- **{claim}**: over {len(rows)} network/optimizer pairs, {summary}; "
+            f"- **{claim}**: {verdict}. Over {len(rows)} network/optimizer pairs, {summary}; "
             f"{len(small)} of them within a factor {fold_sesoi:g} either way (top-layer over "
             f"bottom-layer settling time, bootstrap interval over seeds: {detail})."
         )
     if len(robust):
-        parts = []
-        for (bed, optimizer), g in _groups(robust):
-            # every layer at the lowest depth is an input layer (a transformer's token or
-            # patch embedding beside its position embedding): the most critical one speaks
-            bottom = g["depth"] == g["depth"].min()
-            first = g[bottom].loc[g.loc[bottom, "reinit"].idxmax()]
-            upper = g[~bottom & (g["layer"] != "head")]
-            named = f" ({first['layer']})" if bottom.sum() > 1 else ""
-            text = f"{bed} {optimizer}: first layer{named} {_effect(first, 'reinit')}"
-            if len(upper):
-                worst = upper.loc[upper["reinit"].idxmax()]
-                text += f", worst upper hidden layer ({worst['layer']}) {_effect(worst, 'reinit')}"
-            parts.append(text)
-        lines.append(
-            "- **First layer critical, upper layers robust** (Zhang, Bengio & Singer): added "
-            f"validation error when a layer is reset to its initial value -- {'; '.join(parts)}."
-        )
+        lines.append(_robustness_answer(robust))
     if len(spreads):
         lines.append(
             "- **The spread a per-layer rate would correct**: under one rate the weight "
@@ -694,3 +704,61 @@ def answer(
             f"{spreads['gradient_mean'].max():.3g}."
         )
     return "\n".join(lines)
+
+
+def _side(low: float, high: float, threshold: float) -> str:
+    """Where an interval lies against ``threshold``: ``"above"``, ``"below"`` or ``"across"``."""
+    return "above" if low >= threshold else "below" if high < threshold else "across"
+
+
+def _robustness_answer(robust: pd.DataFrame) -> str:
+    """The claim-7 line of :func:`answer`: per network and optimizer, the first layer's reset
+    error against :data:`CRITICAL_ERROR` and the worst upper hidden layer's added error
+    against :data:`ROBUST_ADDED`, each judged on its 95% interval (a threshold inside the
+    interval is *undecided*); reproduced where both hold."""
+    parts, both = [], []
+    for (bed, optimizer), g in _groups(robust):
+        # every layer at the lowest depth is an input layer (a transformer's token or patch
+        # embedding beside its position embedding): the most critical one speaks
+        bottom = g["depth"] == g["depth"].min()
+        first = g[bottom].loc[g.loc[bottom, "reinit"].idxmax()]
+        upper = g[~bottom & (g["layer"] != "head")]
+        named = f" ({first['layer']})" if bottom.sum() > 1 else ""
+        trained = float(first["trained_error"])
+        critical = _side(
+            trained + first["reinit_low"], trained + first["reinit_high"], CRITICAL_ERROR
+        )
+        critical_word = {"above": "critical", "below": "not critical", "across": "undecided"}
+        text = (
+            f"{bed} {optimizer}: first layer{named} {_effect(first, 'reinit')} "
+            f"(error {trained + first['reinit']:.2f}: {critical_word[critical]})"
+        )
+        robust_side = None
+        if len(upper):
+            worst = upper.loc[upper["reinit"].idxmax()]
+            robust_side = _side(worst["reinit_low"], worst["reinit_high"], ROBUST_ADDED)
+            robust_word = {"below": "robust", "above": "not robust", "across": "undecided"}
+            text += (
+                f", worst upper hidden layer ({worst['layer']}) {_effect(worst, 'reinit')} "
+                f"({robust_word[robust_side]})"
+            )
+        parts.append(text)
+        if critical == "above" and robust_side == "below":
+            both.append(f"{bed} {optimizer}")
+    with_upper = sum(
+        1
+        for _, g in _groups(robust)
+        if len(g[(g["depth"] > g["depth"].min()) & (g["layer"] != "head")])
+    )
+    verdict = (
+        f"**reproduced in {len(both)} of {with_upper}** ({', '.join(both)})"
+        if both
+        else "**not reproduced**"
+    )
+    return (
+        "- **First layer critical, upper layers robust** (Zhang, Bengio & Singer): "
+        f"{verdict} (critical: the first layer reset to its initial value leaves at least "
+        f"{CRITICAL_ERROR:.0%} validation error; robust: every upper hidden layer's reset adds "
+        f"less than {ROBUST_ADDED:.2f}; each judged on its 95% interval over seeds). Added "
+        f"validation error when a layer is reset to its initial value -- {'; '.join(parts)}."
+    )
