@@ -151,3 +151,62 @@ def test_language_models_are_stored_once_and_read_back(tmp_path, monkeypatch):
     monkeypatch.setattr(pretraining, "pretrain", no_training)
     monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
     assert ulmfit_text.language_models(store, (0,), "smoke", jobs=1) == [record]
+
+
+def _check_table(pretrained: float, char_ngrams: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"condition": "pretrained (LM seed 0), fine-tuned", "test_acc": pretrained - 0.01},
+            {"condition": "pretrained (LM seed 1), fine-tuned", "test_acc": pretrained + 0.01},
+            {"condition": "from scratch", "test_acc": 0.50},
+            {"condition": "bag of char 1-5-grams", "test_acc": char_ngrams},
+            {"condition": "bag of word 1-2-grams", "test_acc": 0.52},
+            {"condition": "chance", "test_acc": 0.5},
+        ]
+    )
+
+
+def test_feasibility_needs_a_clear_margin_over_every_baseline():
+    ok, text = ulmfit_text.feasibility_verdict(_check_table(0.80, 0.74))
+    assert ok and text.startswith("**the control can work**")
+    assert "by +0.300" in text and "bag of char 1-5-grams (0.740), by +0.060" in text
+    ok, text = ulmfit_text.feasibility_verdict(_check_table(0.80, 0.78))  # margin 0.02 < 0.03
+    assert not ok and "fails: above the best baseline, bag of char 1-5-grams" in text
+    ok, _ = ulmfit_text.feasibility_verdict(_check_table(0.97, 0.60))  # at the ceiling
+    assert not ok
+
+
+def _arm_rows(outcomes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "group": f"LM seed {i}",
+                "arm": "discr + STLR",
+                "outcome": o,
+                "effect": 0.01,
+                "ci_low": 0.0,
+                "ci_high": 0.02,
+            }
+            for i, o in enumerate(outcomes)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "verdict"),
+    [
+        (["better", "better", "better"], "**reproduced**"),
+        (["equivalent", "worse", "equivalent"], "**not reproduced**"),
+        (["better", "equivalent", "better"], "**inconclusive**"),
+        (["inconclusive", "equivalent", "equivalent"], "**inconclusive**"),
+    ],
+)
+def test_the_claim_needs_the_arm_better_on_every_language_model(outcomes, verdict):
+    text = ulmfit_text.answer(_arm_rows(outcomes), feasible=True)
+    assert f"beat one rate in fine-tuning)**: {verdict} (discr + STLR" in text
+    assert "no verdict" not in ulmfit_text.answer(_arm_rows(outcomes), feasible=True)
+
+
+def test_no_verdict_without_a_feasible_control():
+    text = ulmfit_text.answer(_arm_rows(["better"] * 3), feasible=False)
+    assert "no verdict" in text and "**reproduced**" not in text

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from .._validate import check_choice
-from ..harness import bag_of_ngrams, comparisons, data, sweep
+from ..harness import bag_of_ngrams, comparisons, data, stats, sweep
 from ..harness import pretraining as _pretraining
 from ..harness.config import RunConfig
 from ..harness.store import Store
@@ -57,7 +57,9 @@ __all__ = [
     "PRETRAIN_SEEDS",
     "STEPS",
     "STUDY",
+    "answer",
     "bag_of_ngrams_table",
+    "feasibility_verdict",
     "feasibility",
     "feasibility_configs",
     "HEAD_MULTIPLIERS",
@@ -71,7 +73,7 @@ __all__ = [
     "two_rates",
 ]
 
-STUDY = "ulmfit_text"
+STUDY = "10_ulmfit_finetuning"
 PRETRAIN_SEEDS: tuple[int, ...] = (0, 1, 2)
 LABELS_PER_CLASS = 100
 STEPS = 96  # 15 epochs of 2 x 100 passages at batch 32
@@ -355,3 +357,97 @@ def two_rates(result: TuningResult) -> TuningResult:
         summary=new_summary,
         curves=keep(result.curves),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# what the check and the arms say
+
+# the feasibility criterion: the pretrained model's test accuracy above chance by at least
+# FEASIBLE_ABOVE_CHANCE, below FEASIBLE_CEILING, and above training from scratch and every
+# bag-of-n-grams baseline by at least FEASIBLE_MARGIN
+FEASIBLE_ABOVE_CHANCE = 0.10
+FEASIBLE_CEILING = 0.95
+FEASIBLE_MARGIN = 0.03
+CLAIM_ARM = "discr + STLR"  # Howard & Ruder's ablation: discriminative rates with STLR
+
+
+def feasibility_verdict(table: pd.DataFrame) -> tuple[bool, str]:
+    """Whether :func:`feasibility_table` meets the criterion, and the sentence that says why:
+    the pretrained model (mean over every language model's rows) against chance, the ceiling,
+    training from scratch and the best bag-of-n-grams baseline, with the margins."""
+    rows = table.set_index("condition")["test_acc"]
+    pretrained = rows[[c for c in rows.index if c.startswith("pretrained")]]
+    if pretrained.empty or "from scratch" not in rows:
+        return False, "the check has not run yet (its runs are not in the store)"
+    ours = float(pretrained.mean())
+    scratch = float(rows["from scratch"])
+    baselines = rows[[c for c in rows.index if c.startswith("bag of")]]
+    best_name, best = str(baselines.idxmax()), float(baselines.max())
+    chance = float(rows["chance"])
+    checks = {
+        f"above chance ({chance:.2f}) by at least {FEASIBLE_ABOVE_CHANCE:.2f}": ours - chance
+        >= FEASIBLE_ABOVE_CHANCE,
+        f"below the ceiling {FEASIBLE_CEILING:.2f}": ours < FEASIBLE_CEILING,
+        f"above training from scratch ({scratch:.3f}) by {ours - scratch:+.3f}": ours - scratch
+        >= FEASIBLE_MARGIN,
+        f"above the best baseline, {best_name} ({best:.3f}), by {ours - best:+.3f}": ours - best
+        >= FEASIBLE_MARGIN,
+    }
+    ok = all(checks.values())
+    failed = [k for k, v in checks.items() if not v]
+    text = (
+        f"fine-tuned pretrained models score {ours:.3f} test accuracy (mean over language "
+        f"models): " + "; ".join(f"{k} ({'yes' if v else 'no'})" for k, v in checks.items())
+    )
+    head = "**the control can work**" if ok else "**the control cannot work yet**"
+    tail = "" if ok else f" -- fails: {', '.join(failed)}"
+    return ok, f"{head}: {text} (a clear margin is {FEASIBLE_MARGIN:.2f}){tail}."
+
+
+def answer(table: pd.DataFrame, feasible: bool, pending: Sequence[str] = ()) -> str:
+    """ULMFiT's claim (claim 3) as Markdown, from ``comparisons.compare`` of :func:`plan`
+    (after :func:`two_rates`) with ``"one rate"`` as the baseline: every arm's outcome per
+    language model with its effect and interval, and the verdict -- *reproduced* when
+    :data:`CLAIM_ARM` is better than one rate on every language model, *not reproduced* when
+    it is better on none and each outcome is worse or equivalent, else *inconclusive*.  Without
+    a feasible control (``feasible`` false) no verdict is drawn."""
+    lines = []
+    if not feasible:
+        lines.append(
+            "- **ULMFiT's claim (claim 3)**: no verdict -- the feasibility check above fails, so "
+            "no fine-tuning rule could show an effect on this testbed."
+        )
+    if len(table):
+        for arm, rows in table.groupby("arm", sort=False):
+            effects = "; ".join(
+                f"{g}: {o}, {stats.format_ci(e, lo, hi)}"
+                for g, o, e, lo, hi in zip(
+                    rows["group"],
+                    rows["outcome"],
+                    rows["effect"],
+                    rows["ci_low"],
+                    rows["ci_high"],
+                    strict=True,
+                )
+            )
+            lines.append(
+                f"- **{arm}** against one rate ({stats.count_outcomes(rows['outcome'])}): "
+                f"test accuracy {effects}."
+            )
+        claim = table[table["arm"] == CLAIM_ARM]["outcome"]
+        if feasible and len(claim):
+            if (claim == "better").all():
+                verdict = "**reproduced**"
+            elif not (claim == "better").any() and claim.isin(["worse", "equivalent"]).all():
+                verdict = "**not reproduced**"
+            else:
+                verdict = "**inconclusive**"
+            lines.insert(
+                0,
+                f"- **ULMFiT's claim (claim 3: discriminative rates with slanted triangular rates "
+                f"beat one rate in fine-tuning)**: {verdict} ({CLAIM_ARM} against one rate on "
+                f"{len(claim)} language models: {stats.count_outcomes(claim)}).",
+            )
+    if pending:
+        lines.append(f"- **Pending** (runs not in the store yet): {', '.join(pending)}.")
+    return "\n".join(lines)
