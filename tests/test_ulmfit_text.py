@@ -103,6 +103,9 @@ def test_plan_has_one_comparison_per_language_model():
     epoch = -(-2 * ulmfit_text.LABELS_PER_CLASS // plan[0].bed.config.batch_size)
     assert plan[0].arms["discr + STLR + unfreezing"].unfreeze_every == epoch
     assert len(plan[0].protocol.final_seeds) >= 10
+    smoke = ulmfit_text.plan("smoke")  # every arm's schedule is valid at the smoke budget
+    assert [c.group for c in smoke] == ["LM seed 0"]
+    assert smoke[0].arms["discr + STLR"].steps == ulmfit_text.SMOKE_STEPS
 
 
 def _tuned(summary_rows: list[tuple[str, float]], finals: dict[str, float]) -> TuningResult:

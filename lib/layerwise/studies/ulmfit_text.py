@@ -105,7 +105,7 @@ PASSAGES = Testbed(
 # the check's rates (one per condition: the scratch model is not helped by a lower one) and seeds
 FEASIBILITY_RATES: dict[str, float] = {"pretrained": 1e-3, "scratch": 1e-3}
 FEASIBILITY_SEEDS: tuple[int, ...] = (1, 2, 3)
-SMOKE_STEPS = 4
+SMOKE_STEPS = 10  # the fewest steps at which STLR (cut_frac 0.1) has a rising step
 
 
 def pretraining(seed: int, profile: str = "full") -> RunConfig:
@@ -310,8 +310,10 @@ def plan(
 ) -> list[comparisons.Comparison]:
     """One comparison per pretraining seed (group ``"LM seed p"``): the arms of :func:`arms`
     fine-tuned from that language model, tuned and rerun with AdamW's protocol on the
-    passages (ten fresh fine-tuning seeds; in smoke, a few steps and two seeds)."""
-    check_choice("profile", profile, ("full", "smoke"))
+    passages (ten fresh fine-tuning seeds; in smoke, the first language model only, a few
+    steps and two seeds)."""
+    if check_choice("profile", profile, ("full", "smoke")) == "smoke":
+        pretrain_seeds = pretrain_seeds[:1]
     proto = comparisons.protocol(PASSAGES.config.dataset, "adamw", profile)
     out = []
     for p in pretrain_seeds:
