@@ -18,7 +18,9 @@ from layerwise.studies import ulmfit_text
 def test_finetuning_starts_from_the_named_pretraining_run():
     config = ulmfit_text.finetuning(2, lr=3e-4, seed=5)
     assert RunConfig.from_dict(config.init_from).key() == ulmfit_text.pretraining(2).key()
-    assert ulmfit_text.pretraining(2).seed == 2 and ulmfit_text.pretraining(2).steps == 2000
+    lm = ulmfit_text.pretraining(2)
+    assert lm.seed == 2 and lm.steps == 6000 and lm.schedule_options["final"] == 0.0
+    assert lm.optimizer_options["weight_decay"] == 0.1  # the language model's own AdamW
     assert config.reinit == ("head",) and config.lr == 3e-4 and config.seed == 5
     scratch = ulmfit_text.finetuning(None, lr=3e-4, seed=5)
     assert scratch.init_from is None
