@@ -716,7 +716,7 @@ def _robustness_answer(robust: pd.DataFrame) -> str:
     error against :data:`CRITICAL_ERROR` and the worst upper hidden layer's added error
     against :data:`ROBUST_ADDED`, each judged on its 95% interval (a threshold inside the
     interval is *undecided*); reproduced where both hold."""
-    parts, both = [], []
+    parts, both, with_upper = [], [], 0
     for (bed, optimizer), g in _groups(robust):
         # every layer at the lowest depth is an input layer (a transformer's token or patch
         # embedding beside its position embedding): the most critical one speaks
@@ -735,6 +735,7 @@ def _robustness_answer(robust: pd.DataFrame) -> str:
         )
         robust_side = None
         if len(upper):
+            with_upper += 1
             worst = upper.loc[upper["reinit"].idxmax()]
             robust_side = _side(worst["reinit_low"], worst["reinit_high"], ROBUST_ADDED)
             robust_word = {"below": "robust", "above": "not robust", "across": "undecided"}
@@ -745,11 +746,6 @@ def _robustness_answer(robust: pd.DataFrame) -> str:
         parts.append(text)
         if critical == "above" and robust_side == "below":
             both.append(f"{bed} {optimizer}")
-    with_upper = sum(
-        1
-        for _, g in _groups(robust)
-        if len(g[(g["depth"] > g["depth"].min()) & (g["layer"] != "head")])
-    )
     verdict = (
         f"**reproduced in {len(both)} of {with_upper}** ({', '.join(both)})"
         if both
