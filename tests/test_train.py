@@ -69,6 +69,34 @@ def test_evaluate_counts_correct_predictions():
     assert abs(metrics["loss"] - expected_loss) < 1e-5
 
 
+def test_eval_batch_caps_tokens_for_sequences_only():
+    assert train.eval_batch_size(torch.zeros(10, 784)) == train.EVAL_BATCH  # images: examples
+    assert train.eval_batch_size(torch.zeros(10, 40, 1)) == train.EVAL_BATCH  # real sequences
+    windows = torch.zeros(10, 64, dtype=torch.long)
+    assert train.eval_batch_size(windows) == train.EVAL_TOKENS // 64
+    assert train.eval_batch_size(windows) * 64 <= train.EVAL_TOKENS
+    huge = torch.zeros(10, 10 * train.EVAL_TOKENS, dtype=torch.long)
+    assert train.eval_batch_size(huge) == 1  # never zero examples per pass
+
+
+class _NextToken(nn.Module):
+    """Predicts token + 1 at every position (a language model's target), confidently."""
+
+    def forward(self, x):
+        return nn.functional.one_hot((x + 1) % 50, 50).float() * 20
+
+
+def test_evaluate_over_token_batches_matches_one_pass():
+    tokens = torch.randint(0, 50, (300, 64))  # several token-capped batches
+    targets = (tokens + 1) % 50
+    targets[::7] = 0  # some positions predicted wrongly
+    metrics = train.evaluate(_NextToken(), data.Split(tokens, targets))
+    logits = _NextToken()(tokens)
+    assert abs(metrics["acc"] - (logits.argmax(-1) == targets).double().mean().item()) < 1e-9
+    expected_loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+    assert abs(metrics["loss"] - expected_loss) < 1e-5
+
+
 def test_text_windows_are_shifted_by_one():
     tokens = torch.arange(100)
     windows = train._text_windows(data.TextSplit(tokens), block=8, limit=None)

@@ -50,9 +50,21 @@ from ..probes import ConvergenceTracker, Monitor, log_checkpoints
 from . import data, models
 from .config import FORMAT_VERSION, RunConfig
 
-__all__ = ["EVAL_BATCH", "CURVE_EVAL_WINDOWS", "evaluate", "run", "steps_per_epoch", "train"]
+__all__ = [
+    "EVAL_BATCH",
+    "EVAL_TOKENS",
+    "CURVE_EVAL_WINDOWS",
+    "eval_batch_size",
+    "evaluate",
+    "run",
+    "steps_per_epoch",
+    "train",
+]
 
-EVAL_BATCH = 2048  # examples (or text windows) per forward pass when evaluating
+# examples per forward pass when evaluating, and at most this many tokens for token sequences:
+# larger batches only make the activations outgrow the cache (``bench/eval_batch.py``)
+EVAL_BATCH = 256
+EVAL_TOKENS = 4096
 REINIT_POINTS = 8  # checkpoints the re-initialisation table resets each layer to
 REINIT_EXAMPLES = 1000  # validation examples per re-initialisation evaluation (not text)
 CURVE_EVAL_WINDOWS = 256  # text windows used for the validation curve (the final metric uses all)
@@ -123,14 +135,25 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> tor
     return F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction=reduction)
 
 
+def eval_batch_size(x: torch.Tensor) -> int:
+    """Examples per evaluation forward pass for inputs like ``x``: :data:`EVAL_BATCH`, or fewer
+    when the examples are token sequences (integer rows), so that a pass reads at most
+    :data:`EVAL_TOKENS` tokens."""
+    if x.is_floating_point() or x.dim() < 2:
+        return EVAL_BATCH
+    return max(1, min(EVAL_BATCH, EVAL_TOKENS // x[0].numel()))
+
+
 def evaluate(model: nn.Module, split: data.Split) -> dict[str, float]:
-    """Mean cross-entropy (nats) and accuracy over a split, in large batches, no autograd."""
+    """Mean cross-entropy (nats) and accuracy over a split, in batches of
+    :func:`eval_batch_size`, no autograd."""
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
+    step = eval_batch_size(split.x)
     with torch.inference_mode():
-        for start in range(0, len(split), EVAL_BATCH):
-            x, y = split.x[start : start + EVAL_BATCH], split.y[start : start + EVAL_BATCH]
+        for start in range(0, len(split), step):
+            x, y = split.x[start : start + step], split.y[start : start + step]
             logits = model(x)
             total_loss += _loss(logits, y, "sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
