@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -149,6 +150,18 @@ def test_time_to_target_ratio():
     # fast reaches 0.8 at step 0.8/1.2*1000 = 667 -> first evaluation 750; uniform at 1000
     assert ttt.ratio == pytest.approx(0.75)
     assert ttt.arm_never == 0 and math.isfinite(ttt.ratio)
+
+
+def test_runs_evaluated_once_have_no_time_to_target():
+    result = _result({"fast": 0.4}, noise=0.0)
+    last = result.curves[result.curves["step"] == result.curves["step"].max()]
+    once = dataclasses.replace(result, curves=last.reset_index(drop=True))
+    ttt = cmp.time_to_target(once, "fast")
+    assert math.isnan(ttt.ratio) and ttt.n == 0 and ttt.arm_never == 0  # not "1.00, all never"
+    row = cmp.compare({("adamw", "bed"): once}).iloc[0]
+    assert row["outcome"] == "better"  # the test-metric verdict does not need the curve
+    shown = cmp.verdict_table(cmp.compare({("adamw", "bed"): once}))
+    assert shown.loc[0, "steps to uniform's score"] == "n/a"
 
 
 def test_compare_of_nothing_has_the_same_columns():

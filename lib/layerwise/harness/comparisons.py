@@ -423,11 +423,17 @@ def time_to_target(result: TuningResult, arm: str, baseline: str = "uniform") ->
     """Steps for ``arm`` to reach, on each final seed, the final validation score the
     ``baseline`` reached on the same seed, as a geometric-mean ratio over seeds (< 1: the arm
     gets there faster; ``stats.compare_times_to_target``).  A seed where the arm never gets
-    there counts at the full budget (a bound in the arm's favour; the count is reported)."""
+    there counts at the full budget (a bound in the arm's favour; the count is reported).
+
+    Runs evaluated once, at their last step (short fine-tuning), have no curve to read a time
+    from: the ratio is then undefined (nan, no pairs), not 1."""
     column = f"val_{result.metric}"
     larger = result.metric == "acc"
     targets = _per_seed(result.final, baseline, column)
     curves = result.curves
+    if curves["step"].nunique() < 2:
+        nan = math.nan
+        return stats.TimeRatio(nan, nan, nan, nan, 0, 0, 0, 0, ())
     budget = float(curves["step"].max())
 
     def steps(name: str, seed: int) -> float:
