@@ -121,6 +121,19 @@ def test_pairs_03_did_not_tune_are_tuned_here_under_the_same_protocol():
         assert list(c.arms) == ["uniform"]
 
 
+def test_every_family_on_both_datasets_and_the_character_model_gets_both_optimizers():
+    pairs = {(o, n) for o, n, _ in design.FROM_03 + design.TUNED_HERE}
+    pairs |= {(o, n) for o, n, _, _ in design.RECIPE}
+    wanted = [
+        f"{dataset}/{family}"
+        for dataset in ("mnist1d", "fashion_mnist")
+        for family in ("mlp", "cnn", "gru", "transformer")
+    ]
+    for name in [*wanted, "tinyshakespeare/transformer"]:
+        assert {("adamw", name), ("sgd", name)} <= pairs, name
+    assert len(pairs) == len(design.FROM_03 + design.TUNED_HERE + design.RECIPE)  # none twice
+
+
 def test_zhang_bengio_singer_network_has_three_hidden_layers_of_256():
     (fcn,) = [c for c in design.rate_plans()[design.STUDY] if c.bed.name == design.ZBS_FCN][:1]
     from layerwise.harness.models import build

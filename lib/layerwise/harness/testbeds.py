@@ -160,6 +160,16 @@ TESTBEDS: dict[str, Testbed] = {
             None,
             "no published reference (7x7 patches, 2 blocks of width 64)",
         ),
+        # A recurrent network reading the image one row per step (models.Recurrent: 28 steps of
+        # 28 pixels, one bidirectional GRU layer of width 128), added for the convergence study.
+        Testbed(
+            "fashion_mnist/gru",
+            _adamw(model="gru", epochs=5, **_FASHION),
+            "acc",
+            None,
+            None,
+            "no published reference (rows as 28 steps, bidirectional GRU of width 128)",
+        ),
     ]
 }
 
