@@ -37,6 +37,16 @@ def test_divergence_is_recorded_not_raised(tiny_config):
     json.dumps(record, allow_nan=False)
 
 
+def test_an_update_that_breaks_the_weights_before_an_evaluation_is_divergence(tiny_config):
+    # step 1's loss is finite (initial weights); its update makes the validation loss NaN
+    config = tiny_config.replace(optimizer="sgd", lr=1e38, steps=3, eval_every=1)
+    record = train.run(config)
+    assert record["status"] == "diverged" and record["diverged_at"] == 1
+    assert record["steps_done"] == 0 and record["curves"]["step"] == []
+    assert record["final"]["val_loss"] is None
+    json.dumps(record, allow_nan=False)  # the store writes strict JSON
+
+
 def test_epoch_budget_counts_steps_per_epoch(tiny_config):
     config = tiny_config.replace(steps=None, epochs=0.5, eval_every=1000)
     record = train.run(config)

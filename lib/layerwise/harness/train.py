@@ -2,8 +2,8 @@
 
 The record is a JSON-serialisable dict: the config, metric curves, final validation and test
 metrics, status (``"ok"`` or ``"diverged"`` with the step), wall time and environment.  A run
-that diverges -- a non-finite training loss, or one above ``diverge_factor`` times the first --
-stops early and is recorded, never raised: a diverged learning rate is a result.
+that diverges -- a non-finite training loss, or one above ``diverge_factor`` times the first, or
+a non-finite validation loss after an update -- stops early and is recorded, never raised: a diverged learning rate is a result.
 
 With ``config.monitor_every`` the record also holds per-tensor training statistics
 (``record["layers"]``, ``probes.Monitor``); with ``config.probe_every`` or ``config.probe_points`` it holds per-layer
@@ -476,12 +476,15 @@ def train(
         if step % config.eval_every == 0 or step == n_steps:
             eval_start = time.perf_counter()
             metrics = evaluate(model, feed.val_curve)
+            eval_time += time.perf_counter() - eval_start
+            if not math.isfinite(metrics["loss"]):  # this step's update broke the weights
+                status, diverged_at = "diverged", step
+                break
             curves["step"].append(step)
             curves["train_loss"].append(window_sum / window_n)
             curves["val_loss"].append(metrics["loss"])
             curves["val_acc"].append(metrics["acc"])
             window_sum, window_n = 0.0, 0
-            eval_time += time.perf_counter() - eval_start
     step_time = time.perf_counter() - loop_start - eval_time
     bar.close()
 
