@@ -3,7 +3,8 @@
 The record is a JSON-serialisable dict: the config, metric curves, final validation and test
 metrics, status (``"ok"`` or ``"diverged"`` with the step), wall time and environment.  A run
 that diverges -- a non-finite training loss, or one above ``diverge_factor`` times the first, or
-a non-finite validation loss after an update -- stops early and is recorded, never raised: a diverged learning rate is a result.
+a non-finite validation loss after an update -- stops early and is recorded, never raised: a
+diverged learning rate is a result.
 
 With ``config.monitor_every`` the record also holds per-tensor training statistics
 (``record["layers"]``, ``probes.Monitor``); with ``config.probe_every`` or ``config.probe_points`` it holds per-layer
