@@ -125,10 +125,10 @@ ZBS_EPOCHS = 10  # of 421 steps: 54,000 training images in batches of 128
 # Fashion-MNIST's recurrent and attention families (03 tuned neither): the GRU at the MLP's
 # budget in 03 (2 epochs), the patch transformer at the CNN's and 05's (1 epoch)
 FASHION_SEQUENCE_STEPS: dict[str, int] = {
-    "fashion_mnist/gru": 842,
-    "fashion_mnist/transformer": 421,
+    "fashion_mnist/gru": discriminative_rates.BUDGETS["fashion_mnist/mlp"],
+    "fashion_mnist/transformer": discriminative_rates.BUDGETS["fashion_mnist/cnn"],
 }
-TEXT_STEPS = 2000  # the character testbed's budget
+TEXT_STEPS = int(testbed("tinyshakespeare/transformer").config.steps)  # the testbed's budget
 # (optimizer, testbed, steps) tuned here under protocol v2 (03 has no uniform arm for them)
 TUNED_HERE: tuple[tuple[str, str, int], ...] = (
     ("sgd", "mnist1d/gru", discriminative_rates.BUDGETS["mnist1d/gru"]),
