@@ -200,6 +200,8 @@ def _arm_rows(outcomes: list[str]) -> pd.DataFrame:
                 "effect": 0.01,
                 "ci_low": 0.0,
                 "ci_high": 0.02,
+                "mde": 0.05 if i == 0 else 0.01,
+                "sesoi": 0.02,
             }
             for i, o in enumerate(outcomes)
         ]
@@ -219,6 +221,7 @@ def test_the_claim_needs_the_arm_better_on_every_language_model(outcomes, verdic
     text = ulmfit_text.answer(_arm_rows(outcomes), feasible=True)
     assert f"beat one rate in fine-tuning)**: {verdict} (discr + STLR" in text
     assert "no verdict" not in ulmfit_text.answer(_arm_rows(outcomes), feasible=True)
+    assert f"- 1 of {len(outcomes)} comparisons could not resolve" in text
 
 
 def test_no_verdict_without_a_feasible_control():

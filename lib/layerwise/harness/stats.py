@@ -102,6 +102,7 @@ __all__ = [
     "sesoi_from_error",
     "steps_to_target",
     "summarize_rank_agreement",
+    "unresolved_note",
 ]
 
 Bounds = tuple[float, float]
@@ -676,6 +677,24 @@ def count_outcomes(outcomes: Iterable[str]) -> str:
     if unknown:
         raise ValueError(f"unknown outcome(s) {sorted(unknown)}; valid: {list(OUTCOMES)}")
     return ", ".join(f"{counts[o]} {o}" for o in OUTCOMES)
+
+
+def unresolved_note(
+    table: pd.DataFrame, noun: str = "comparisons", meaning: str | None = None
+) -> str:
+    """A Markdown bullet counting the rows of a :func:`compare_family` table (with ``mde`` and
+    ``sesoi`` columns) whose design could not resolve the smallest effect of interest,
+    ``mde > sesoi``: ``"- 3 of 12 comparisons could not resolve ..."``, followed by
+    ``meaning`` (what an *inconclusive* then says) when given."""
+    missing = {"mde", "sesoi"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the table lacks column(s) {sorted(missing)}; it needs 'mde' and 'sesoi'")
+    unresolved = int((table["mde"] > table["sesoi"]).sum())
+    text = (
+        f"- {unresolved} of {len(table)} {noun} could not resolve their smallest effect of "
+        "interest (minimum detectable effect above it)"
+    )
+    return f"{text}: {meaning}" if meaning else f"{text}."
 
 
 # ----------------------------------------------------------------------------- rank agreement

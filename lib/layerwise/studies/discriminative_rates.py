@@ -100,11 +100,12 @@ def answer(table: pd.DataFrame) -> str:
             f"over {len(rows)} testbed/optimizer pairs: {stats.count_outcomes(rows['outcome'])}; "
             f"effects on test accuracy {rows['effect'].min():+.3f} to {rows['effect'].max():+.3f}."
         )
-    unresolved = table[table["mde"] > table["sesoi"]]
     lines.append(
-        f"- {len(unresolved)} of {len(table)} comparisons could not resolve their smallest effect "
-        "of interest (minimum detectable effect above it): an *inconclusive* there means the "
-        "seeds were too few, not that the rule does nothing."
+        stats.unresolved_note(
+            table,
+            meaning="an *inconclusive* there means the seeds were too few, not that the rule "
+            "does nothing.",
+        )
     )
     for bed, rows in table[table["testbed"].isin(CURVE_TESTBEDS)].groupby("testbed", sort=False):
         rows = rows[rows["group"] == "adamw"]

@@ -71,7 +71,7 @@ import pandas as pd
 import torch
 
 from .._validate import check_choice
-from ..harness import batch_scaling, comparisons, data, models, testbeds
+from ..harness import batch_scaling, comparisons, data, models, stats, testbeds
 from ..harness.batch_scaling import FAILED, Arm, Budget, by_batch, check_batch
 from ..harness.config import RunConfig
 from ..harness.store import Store
@@ -700,11 +700,7 @@ def answer(levels: pd.DataFrame, ablations: pd.DataFrame, drops: pd.DataFrame) -
                 )
     families = [f for f in (levels, ablations, drops) if len(f)]
     resolved = pd.concat([f[f["outcome"] != FAILED] for f in families], ignore_index=True)
-    unresolved = resolved[resolved["mde"] > resolved["sesoi"]]
-    lines.append(
-        f"- {len(unresolved)} of {len(resolved)} comparisons could not resolve their smallest "
-        "effect of interest (minimum detectable effect above it)."
-    )
+    lines.append(stats.unresolved_note(resolved))
     return "\n".join(lines)
 
 

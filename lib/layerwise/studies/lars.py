@@ -84,7 +84,7 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from .._validate import check_choice
-from ..harness import batch_scaling, comparisons, data, models, testbeds
+from ..harness import batch_scaling, comparisons, data, models, stats, testbeds
 from ..harness.batch_scaling import DROP_COLUMNS, FAILED, Arm, by_batch, check_batch
 from ..harness.config import RunConfig
 from ..harness.store import Store
@@ -984,11 +984,7 @@ def answer_batch_scaling(drops: pd.DataFrame, levels: pd.DataFrame) -> str:
             )
             lines.append(f"  - Test accuracy against tuned SGD at B={largest}: {parts}.")
     resolved = drops[drops["outcome"] != FAILED]
-    unresolved = resolved[resolved["mde"] > resolved["sesoi"]]
-    lines.append(
-        f"- {len(unresolved)} of {len(resolved)} drop contrasts could not resolve their smallest "
-        "effect of interest (minimum detectable effect above it)."
-    )
+    lines.append(stats.unresolved_note(resolved, noun="drop contrasts"))
     return "\n".join(lines)
 
 

@@ -129,11 +129,12 @@ def answer(table: pd.DataFrame) -> str:
             for r in rows.sort_values("multiplier").itertuples()
         )
         lines.append(f"- **{bed}**, its {rows['kind'].iloc[0]} layers' rate: {shown}.")
-    unresolved = table[table["mde"] > table["sesoi"]]
     lines.append(
-        f"- {len(unresolved)} of {len(table)} comparisons could not resolve their smallest effect "
-        "of interest (minimum detectable effect above it): an *inconclusive* there means the "
-        "seeds were too few, not that the type's rate does not matter."
+        stats.unresolved_note(
+            table,
+            meaning="an *inconclusive* there means the seeds were too few, not that the type's "
+            "rate does not matter.",
+        )
     )
     faster = table[table["time_ratio_high"] < 1]
     lines.append(

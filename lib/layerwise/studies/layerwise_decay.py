@@ -189,12 +189,13 @@ def _scratch(table: pd.DataFrame) -> list[str]:
             f"  - {bed} ({_metric(rows['metric'].iloc[0])}): better at {_factors(rows, 'better')}"
             f", worse at {_factors(rows, 'worse')}; {shown}."
         )
-    unresolved = table[table["mde"] > table["sesoi"]]
     faster = ", ".join(f"{r.testbed} {r.arm}" for r in table.itertuples() if r.time_ratio_high < 1)
     return lines + [
-        f"- {len(unresolved)} of {len(table)} comparisons could not resolve their smallest "
-        "effect of interest (minimum detectable effect above it): an *inconclusive* there means "
-        "the seeds were too few, not that the decay does nothing.",
+        stats.unresolved_note(
+            table,
+            meaning="an *inconclusive* there means the seeds were too few, not that the decay "
+            "does nothing.",
+        ),
         "- Reached uniform's final validation score in fewer steps (time-ratio interval below "
         f"1): {faster or 'no arm'}.",
     ]

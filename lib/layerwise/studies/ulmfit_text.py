@@ -478,6 +478,13 @@ def answer(table: pd.DataFrame, feasible: bool, pending: Sequence[str] = ()) -> 
                 f"beat one rate in fine-tuning)**: {verdict} ({CLAIM_ARM} against one rate on "
                 f"{len(claim)} language models: {stats.count_outcomes(claim)}).",
             )
+        lines.append(
+            stats.unresolved_note(
+                table,
+                meaning="an *inconclusive* there means the fine-tuning seeds were too few, not "
+                "that the rule does nothing.",
+            )
+        )
     if pending:
         lines.append(f"- **Pending** (runs not in the store yet): {', '.join(pending)}.")
     return "\n".join(lines)
