@@ -279,8 +279,13 @@ def test_unresolved_note_counts_rows_whose_mde_exceeds_the_sesoi():
     table = pd.DataFrame({"mde": [0.05, 0.01, 0.02, float("nan")], "sesoi": [0.02] * 4})
     note = stats.unresolved_note(table)  # 0.02 > 0.02 is false; nan counts as resolved
     assert note.startswith("- 1 of 4 comparisons could not resolve") and note.endswith(").")
-    meant = stats.unresolved_note(table, noun="contrasts", meaning="seeds were too few.")
-    assert meant.startswith("- 1 of 4 contrasts") and meant.endswith("): seeds were too few.")
+    meant = stats.unresolved_note(table, noun="contrasts", not_that="nothing happens")
+    assert meant.startswith("- 1 of 4 contrasts")
+    assert meant.endswith(
+        "): an *inconclusive* there means the seeds were too few, not that nothing happens."
+    )
+    trials = stats.unresolved_note(table, not_that="it is flat", seeds="fine-tuning seeds")
+    assert "means the fine-tuning seeds were too few, not that it is flat." in trials
     with pytest.raises(ValueError, match="'sesoi'"):
         stats.unresolved_note(table[["mde"]])
 

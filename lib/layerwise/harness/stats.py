@@ -680,12 +680,18 @@ def count_outcomes(outcomes: Iterable[str]) -> str:
 
 
 def unresolved_note(
-    table: pd.DataFrame, noun: str = "comparisons", meaning: str | None = None
+    table: pd.DataFrame,
+    noun: str = "comparisons",
+    not_that: str | None = None,
+    seeds: str = "seeds",
 ) -> str:
     """A Markdown bullet counting the rows of a :func:`compare_family` table (with ``mde`` and
     ``sesoi`` columns) whose design could not resolve the smallest effect of interest,
-    ``mde > sesoi``: ``"- 3 of 12 comparisons could not resolve ..."``, followed by
-    ``meaning`` (what an *inconclusive* then says) when given."""
+    ``mde > sesoi``: ``"- 3 of 12 comparisons could not resolve ..."``.
+
+    With ``not_that`` (what an *inconclusive* must not be read as, e.g. ``"the rule does
+    nothing"``) the bullet goes on: ``"...: an *inconclusive* there means the <seeds> were too
+    few, not that <not_that>."``"""
     missing = {"mde", "sesoi"} - set(table.columns)
     if missing:
         raise ValueError(f"the table lacks column(s) {sorted(missing)}; it needs 'mde' and 'sesoi'")
@@ -694,7 +700,9 @@ def unresolved_note(
         f"- {unresolved} of {len(table)} {noun} could not resolve their smallest effect of "
         "interest (minimum detectable effect above it)"
     )
-    return f"{text}: {meaning}" if meaning else f"{text}."
+    if not_that is None:
+        return f"{text}."
+    return f"{text}: an *inconclusive* there means the {seeds} were too few, not that {not_that}."
 
 
 # ----------------------------------------------------------------------------- rank agreement

@@ -103,8 +103,7 @@ def answer(table: pd.DataFrame) -> str:
     lines.append(
         stats.unresolved_note(
             table,
-            meaning="an *inconclusive* there means the seeds were too few, not that the rule "
-            "does nothing.",
+            not_that="the rule does nothing",
         )
     )
     for bed, rows in table[table["testbed"].isin(CURVE_TESTBEDS)].groupby("testbed", sort=False):

@@ -132,8 +132,7 @@ def answer(table: pd.DataFrame) -> str:
     lines.append(
         stats.unresolved_note(
             table,
-            meaning="an *inconclusive* there means the seeds were too few, not that the type's "
-            "rate does not matter.",
+            not_that="the type's rate does not matter",
         )
     )
     faster = table[table["time_ratio_high"] < 1]

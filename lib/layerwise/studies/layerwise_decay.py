@@ -193,8 +193,7 @@ def _scratch(table: pd.DataFrame) -> list[str]:
     return lines + [
         stats.unresolved_note(
             table,
-            meaning="an *inconclusive* there means the seeds were too few, not that the decay "
-            "does nothing.",
+            not_that="the decay does nothing",
         ),
         "- Reached uniform's final validation score in fewer steps (time-ratio interval below "
         f"1): {faster or 'no arm'}.",

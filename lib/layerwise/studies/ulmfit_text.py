@@ -481,8 +481,8 @@ def answer(table: pd.DataFrame, feasible: bool, pending: Sequence[str] = ()) -> 
         lines.append(
             stats.unresolved_note(
                 table,
-                meaning="an *inconclusive* there means the fine-tuning seeds were too few, not "
-                "that the rule does nothing.",
+                not_that="the rule does nothing",
+                seeds="fine-tuning seeds",
             )
         )
     if pending:
