@@ -232,6 +232,21 @@ def test_a_top_down_network_gets_the_opposite_verdict_whatever_its_layer_count()
     assert text.count("**not reproduced**. Over 1 network/optimizer pairs, 1 deeper earlier") == 2
 
 
+def test_answer_counts_the_trend_verdicts_per_model():
+    bottom_up = [record(s, BOTTOM_UP) for s in range(3)]
+    top_down = [record(s, {"body.0": 64, "body.2": 16, "head": 4}) for s in range(3, 6)]
+    for r in top_down:  # the same layer names under another model's name
+        r["config"] = {**r["config"], "model": "cnn"}
+    text = design.answer(
+        design.trend_table(design.times_long(bottom_up + top_down)), pd.DataFrame(), pd.DataFrame()
+    )
+    assert text.count("By model: mlp 1 of 1 reproduced, 0 deeper earlier; "
+                      "cnn 0 of 1 reproduced, 1 deeper earlier.") == 2  # fmt: skip
+    alone = design.answer(design.trend_table(design.times_long(bottom_up)), pd.DataFrame(),
+                          pd.DataFrame())  # fmt: skip
+    assert "By model" not in alone
+
+
 def test_robustness_effects_are_added_error_over_the_trained_model():
     # body.0 reset to step 0: accuracy 0.1 against the trained 0.9 -> +0.8 error; body.2: +0.02
     reinit = {"body.0": [0.1, 0.9], "body.2": [0.88, 0.9], "head": [0.5, 0.9]}

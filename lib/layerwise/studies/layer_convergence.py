@@ -705,6 +705,7 @@ def answer(
             f"- **{claim}**: {verdict}. Over {len(rows)} network/optimizer pairs, {summary}; "
             f"{len(small)} of them within a factor {fold_sesoi:g} either way (top-layer over "
             f"bottom-layer settling time, bootstrap interval over seeds: {detail})."
+            + _by_family(rows, later & ~rows["within ±SESOI"])
         )
     if len(robust):
         lines.append(_robustness_answer(robust))
@@ -718,6 +719,22 @@ def answer(
             f"{spreads['gradient_mean'].max():.3g}."
         )
     return "\n".join(lines)
+
+
+def _by_family(rows: pd.DataFrame, held: pd.Series) -> str:
+    """The trend verdicts of :func:`trend_summary` rows counted per model (the part of the
+    testbed after the dataset, over datasets and optimizers), as a sentence; empty for one
+    model."""
+    family = rows["testbed"].str.split("/").str[-1]
+    if family.nunique() < 2:
+        return ""
+    earlier = rows["verdict"] == "deeper earlier"
+    counts = [
+        f"{name} {int(held[index].sum())} of {len(index)} reproduced, "
+        f"{int(earlier[index].sum())} deeper earlier"
+        for name, index in family.groupby(family, sort=False).groups.items()
+    ]
+    return f" By model: {'; '.join(counts)}."
 
 
 def _side(low: float, high: float, threshold: float) -> str:
