@@ -101,6 +101,34 @@ def test_lr_sensitivity_gives_a_level_the_same_colour_in_every_panel():
         )
     assert colours[0]["x1"] == colours[1]["x1"] and colours[0]["x4"] == colours[1]["x4"]
     assert len(set(colours[0].values())) == 3
+    # the line is the mean over seeds at each rate
+    rows.append({"panel": "q", "arm": "x1", "lr": 0.01, "score": 0.0, "status": "ok"})
+    rows.append({"panel": "q", "arm": "x1", "lr": 0.1, "score": 0.3, "status": "diverged"})
+    fig = plots.lr_sensitivity(pd.DataFrame(rows), "score", {"q": 0.01}, "panel", "arm")
+    x1 = next(line for line in fig.axes[1].get_lines() if line.get_label() == "x1")
+    np.testing.assert_allclose(x1.get_ydata(), [0.501, (0.51 + 0.0) / 2])
+    # one legend below the panels names every level and marker; no panel has its own
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["x1/4", "x1", "x4", "diverged", "chosen"]
+
+
+def test_a_long_panel_title_breaks_at_its_dot_and_a_short_one_stays():
+    long_name = "tinyshakespeare_passages/transformer · fine-tuning, 3 epochs"
+    rows = pd.DataFrame(
+        [
+            {"panel": p, "lr": lr, "score": lr, "status": "ok"}
+            for p in (long_name, "mnist1d/cnn · sgd")
+            for lr in (0.1, 1.0)
+        ]
+    )
+    fig = plots.lr_sensitivity(rows, "score", panel="panel")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["tinyshakespeare_passages/transformer\nfine-tuning, 3 epochs",
+                      "mnist1d/cnn · sgd"]  # fmt: skip
+    assert fig.legends == []  # one line per panel and nothing else: nothing to name
+    plt.close(fig)
 
 
 def test_tensor_lines_draw_the_median_over_seeds_of_each_tensor_in_model_order():

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.artist import Artist
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
@@ -46,6 +47,11 @@ def panel_grid(n: int, ncols: int = 4, size: float = 3.2) -> tuple[plt.Figure, l
     return fig, flat[:n]
 
 
+def _wrapped(title: str, width: int = 34) -> str:
+    """A panel title that fits its panel: a long ``"testbed · group"`` breaks at the dot."""
+    return title.replace(" · ", "\n") if len(title) > width else title
+
+
 def _nothing_yet(what: str) -> plt.Figure:
     """A small figure that says there is nothing to draw yet (every comparison still pending)."""
     fig, ax = plt.subplots(figsize=(4, 1))
@@ -63,36 +69,35 @@ def lr_sensitivity(
 ) -> plt.Figure:
     """Validation metric against learning rate (log axis), one panel per ``panel`` value.
 
-    Diverged runs are drawn as red crosses on the lower edge of the panel; the chosen rate
-    (``best_lr[panel value]``) as a star.
+    Each line is the mean over seeds at every rate, one line per ``hue`` level in the same
+    colour in every panel. Diverged runs are drawn as red crosses on the lower edge of the
+    panel; the chosen rate (``best_lr[panel value]``) as a star. One legend below the panels
+    names them all, so that none hides a curve.
     """
     if not len(sensitivity):
         return _nothing_yet("tuning runs")
     names = list(dict.fromkeys(sensitivity[panel]))
     # one colour per hue level across all panels, in the order the levels first appear
-    levels = list(dict.fromkeys(sensitivity[hue])) if hue else []
+    levels = list(dict.fromkeys(sensitivity[hue])) if hue else [None]
     palette = dict(zip(levels, sns.color_palette(n_colors=len(levels)), strict=True))
     fig, axes = panel_grid(len(names))
+    handles: dict[str, Artist] = {}
     for ax, name in zip(axes, names, strict=True):
         rows = sensitivity[sensitivity[panel] == name]
         ok = rows[rows["status"] == "ok"]
-        shown = [level for level in levels if level in set(ok[hue])] if hue else None
-        sns.lineplot(
-            data=ok,
-            x="lr",
-            y=metric,
-            hue=hue,
-            hue_order=shown,
-            palette={level: palette[level] for level in shown} if hue else None,
-            marker="o",
-            errorbar=None,
-            ax=ax,
-            legend=bool(hue),
-        )
+        for level in levels:
+            line = ok if level is None else ok[ok[hue] == level]
+            if not len(line):
+                continue
+            mean = line.groupby("lr")[metric].mean()
+            label = "mean over seeds" if level is None else str(level)
+            handles[label] = ax.plot(
+                mean.index, mean.to_numpy(), marker="o", color=palette[level], label=label
+            )[0]
         failed = rows[rows["status"] != "ok"]
         if len(failed):
             bottom = ax.get_ylim()[0] if len(ok) else 0.0
-            ax.scatter(
+            handles["diverged"] = ax.scatter(
                 failed["lr"],
                 np.full(len(failed), bottom),
                 marker="x",
@@ -103,7 +108,7 @@ def lr_sensitivity(
             )
         if best_lr and name in best_lr and len(ok):
             at = ok[np.isclose(ok["lr"], best_lr[name])][metric].mean()
-            ax.scatter(
+            handles["chosen"] = ax.scatter(
                 [best_lr[name]],
                 [at],
                 marker="*",
@@ -114,10 +119,21 @@ def lr_sensitivity(
                 label="chosen",
             )
         ax.set_xscale("log")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(_wrapped(str(name)), fontsize=10)
         ax.set_xlabel("learning rate")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    fig.tight_layout()
+    if len(handles) > 1:
+        fig.legend(
+            handles=list(handles.values()),
+            loc="lower center",
+            ncol=min(len(handles), 8),
+            fontsize=7,
+            frameon=False,
+        )
+        legend_inches = 0.25 * math.ceil(len(handles) / 8)
+        fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -132,7 +148,7 @@ def learning_curves(
         sns.lineplot(
             data=rows, x="step", y=y, hue=hue, errorbar=("ci", 95), seed=0, ax=ax, legend=bool(hue)
         )
-        ax.set_title(name, fontsize=10)
+        ax.set_title(_wrapped(str(name)), fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel(METRIC_LABELS.get(y, y))
     fig.tight_layout()
