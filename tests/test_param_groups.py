@@ -24,6 +24,7 @@ from layerwise.groups import (
 )
 from layerwise.harness import models
 from layerwise.probes import Monitor
+from layerwise.rules import WidthRoles
 
 X_MNIST1D = torch.randn(2, 40)
 X_TEXT = torch.randint(0, 65, (2, 8))
@@ -331,6 +332,18 @@ def test_no_collapse_warning_for_uniform_or_a_single_layer():
         warnings.simplefilter("error")
         param_groups(mlp(), 0.1, Uniform(), X_MNIST1D)
         param_groups(nn.Linear(3, 2), 0.1, Discriminative(2.6), torch.randn(1, 3))
+
+
+def test_a_width_rule_at_its_base_width_is_one_rate_by_design_elsewhere_not():
+    embedding_only = {"input": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # mlp() has width 16: SP by design, no warning
+        groups = param_groups(mlp(), 0.1, WidthRoles(16, embedding_only), X_MNIST1D)
+    assert {g["lr"] for g in groups} == {0.1}
+    wider = param_groups(mlp(), 0.1, WidthRoles(4, embedding_only), X_MNIST1D)
+    assert sorted({g["lr"] for g in wider}) == pytest.approx([0.1, 0.4])  # body.0 weight x 16/4
+    with pytest.warns(UserWarning, match="same rate"):  # a factor of 1 on a role is no rule
+        param_groups(mlp(), 0.1, WidthRoles(16, factors={"output": 1.0}), X_MNIST1D)
 
 
 def test_rule_as_spec_dict_or_plain_object():

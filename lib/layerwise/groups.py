@@ -161,8 +161,9 @@ def param_groups(
         keep the extra keys.
 
     Warns when a rule other than ``Uniform`` gives every parameter the same rate although the
-    model has more than one layer (often a sign that depths were not found), and when the
-    multipliers span more than ``MAX_SPAN`` (see :func:`resolve`).
+    model has more than one layer (often a sign that depths were not found; not for a rule
+    whose ``uniform_by_design(table)`` says so, such as a width rule at its base width), and
+    when the multipliers span more than ``MAX_SPAN`` (see :func:`resolve`).
     """
     check_module("param_groups", model)
     check_positive("lr", lr)
@@ -185,6 +186,7 @@ def param_groups(
         not isinstance(rule, Uniform)
         and table["multiplier"].nunique() == 1
         and table["layer"].nunique() > 1
+        and not getattr(rule, "uniform_by_design", lambda _: False)(table)
     ):
         warnings.warn(
             f"rule {rule!r} gives all {table['layer'].nunique()} layers the same rate "

@@ -87,6 +87,11 @@ class Rule:
     def multipliers(self, table: pd.DataFrame) -> list[float]:
         raise NotImplementedError
 
+    def uniform_by_design(self, table: pd.DataFrame) -> bool:
+        """Whether one rate for every row of ``table`` is what the rule means to give (a width
+        rule at its base width), so that :func:`layerwise.groups.param_groups` need not warn."""
+        return False
+
     def spec(self) -> dict[str, Any]:
         """A JSON-able dict that :func:`rule_from_spec` turns back into an equal rule."""
         if RULES.get(self.name) is not type(self):
@@ -285,6 +290,10 @@ class MuP(Rule):
             "cannot infer the model width: no 'head.weight' in the table; pass MuP(..., width=...)"
         )
 
+    def uniform_by_design(self, table: pd.DataFrame) -> bool:
+        """At ``base_width`` muP is SP: one rate for every layer."""
+        return self.model_width(table) == self.base_width
+
     def classes(self, table: pd.DataFrame) -> list[str]:
         """``"input"``, ``"hidden"`` or ``"output"`` per row (rules in :mod:`layerwise.mup`)."""
         width = self.model_width(table)
@@ -412,6 +421,11 @@ class WidthRoles(Rule):
         :func:`rule_from_spec`."""
         spec = super().spec()
         return {k: v for k, v in spec.items() if v not in (None, {})}
+
+    def uniform_by_design(self, table: pd.DataFrame) -> bool:
+        """At ``base_width`` a rule without ``factors`` is SP: one rate for every layer."""
+        width = MuP(self.base_width, width=self.width).model_width(table)
+        return width == self.base_width and not self.factors
 
     def roles(self, table: pd.DataFrame) -> list[str]:
         """The role of every row (see the class docstring)."""
