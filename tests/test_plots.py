@@ -112,6 +112,9 @@ def test_lr_sensitivity_gives_a_level_the_same_colour_in_every_panel():
     (legend,) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["x1/4", "x1", "x4", "diverged", "chosen"]
+    # the metric is named once, on the left of the figure
+    assert [ax.get_ylabel() for ax in fig.axes] == ["", ""]
+    assert fig.get_supylabel() == plots.METRIC_LABELS["score"]
 
 
 def test_a_long_panel_title_breaks_at_its_dot_and_a_short_one_stays():

@@ -30,7 +30,7 @@ METRIC_LABELS = {
     "val_loss": "validation loss (nats)",
     "test_loss": "test loss (nats)",
     "train_loss": "training loss (nats)",
-    "score": "tuning score\n(validation, mean of last evaluations)",
+    "score": "tuning score (validation,\nmean of last evaluations)",
 }
 
 
@@ -121,7 +121,7 @@ def lr_sensitivity(
         ax.set_xscale("log")
         ax.set_title(_wrapped(str(name)), fontsize=10)
         ax.set_xlabel("learning rate")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    bottom = 0.0  # the figure's share under the panels, kept for the legend
     if len(handles) > 1:
         fig.legend(
             handles=list(handles.values()),
@@ -130,10 +130,10 @@ def lr_sensitivity(
             fontsize=7,
             frameon=False,
         )
-        legend_inches = 0.25 * math.ceil(len(handles) / 8)
-        fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
-    else:
-        fig.tight_layout()
+        bottom = 0.25 * math.ceil(len(handles) / 8) / fig.get_figheight()
+    # one metric in every panel: named once, beside the panels
+    fig.supylabel(METRIC_LABELS.get(metric, metric), y=(1 + bottom) / 2, fontsize=10)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
