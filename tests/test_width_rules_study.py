@@ -290,7 +290,29 @@ def test_verdict8_gives_each_outcome():
     assert w.verdict8(drifts, optima_worse)["verdict"].tolist() == ["not reproduced"]
     drifts = w.drift_table(curves({"SP": -1.0, "muP": 0.0}), boot=50)
     row = w.verdict8(drifts, optima).iloc[0]
-    assert row["verdict"] == "partly" and not row["SP drifts >= 4x"] and row["muP drifts <= 2x"]
+    assert row["verdict"] == "partly"
+    assert (row["SP drifts >= 4x"], row["muP drifts <= 2x"]) == ("no", "yes")
+    assert row["SP drift"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_verdict8_is_inconclusive_when_an_interval_crosses_the_factor():
+    optima = w.optimum_table(curves({"SP": -4.0, "muP": 0.0}))
+    drifts = w.drift_table(curves({"SP": -4.0, "muP": 0.0}), boot=50)
+    # SP's point estimate is 16x, but its interval reaches below 4x: one seed could flip it
+    sp = drifts["parametrisation"] == "SP"
+    drifts.loc[sp, ["drift_low", "drift_high"]] = [1 / 32, 1 / 3]
+    row = w.verdict8(drifts, optima).iloc[0]
+    assert row["SP drifts >= 4x"] == "undecided" and row["verdict"] == "inconclusive"
+    drifts.loc[sp, ["drift_low", "drift_high"]] = [3.5, 40.0]  # the other direction, also across
+    assert w.verdict8(drifts, optima).iloc[0]["SP drifts >= 4x"] == "undecided"
+    drifts.loc[sp, ["drift_low", "drift_high"]] = [4.0, 40.0]
+    assert w.verdict8(drifts, optima).iloc[0]["verdict"] == "reproduced"
+    mu = drifts["parametrisation"] == "muP"
+    drifts.loc[mu, ["drift_low", "drift_high"]] = [2.5, 3.0]  # muP drifts more than 2x: no
+    row = w.verdict8(drifts, optima).iloc[0]
+    assert row["muP drifts <= 2x"] == "no" and row["verdict"] == "partly"
+    text = w.answer(w.verdict8(drifts, optima), drifts, optima, pd.DataFrame(), pd.DataFrame())
+    assert "muP's x" in text and "[2.5, 3] (no: drifts <= 2x)" in text
 
 
 def test_non_increasing_allows_the_tolerance_only():
