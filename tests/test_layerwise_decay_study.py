@@ -217,13 +217,13 @@ def test_answer_reports_every_effect_with_its_interval_per_testbed():
     text = design.answer(table, pending=["fashion_mnist/transformer"])
     assert "over 4 testbed/decay pairs: 1 better, 1 worse, 1 equivalent, 1 inconclusive" in text
     assert (
-        "  - mnist1d/transformer (test accuracy): better at 0.95, worse at 0.65; "
+        "  - mnist1d/transformer (test accuracy): better at xi=0.95; worse at xi=0.65; "
         "xi=0.95 better (0.020 [0.010, 0.030]), xi=0.8 equivalent (0.001 [-0.004, 0.006]), "
         "xi=0.65 worse (-0.030 [-0.050, -0.010])." in text
     )
     assert (
-        "tinyshakespeare/transformer (test loss in nats, lower is better): better at no xi, "
-        "worse at no xi; xi=0.9 inconclusive (not tuned) (-0.010 [-0.050, 0.030])." in text
+        "tinyshakespeare/transformer (test loss in nats, lower is better): no xi better or "
+        "worse; xi=0.9 inconclusive (not tuned) (-0.010 [-0.050, 0.030])." in text
     )
     assert "1 of 4 comparisons could not resolve" in text  # the text row: mde 0.06 > 0.02
     assert "fewer steps (time-ratio interval below 1): mnist1d/transformer xi=0.95." in text

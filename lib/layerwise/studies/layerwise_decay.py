@@ -165,9 +165,14 @@ def _metric(metric: str) -> str:
     return "test accuracy" if metric == "test_acc" else "test loss in nats, lower is better"
 
 
-def _factors(rows: pd.DataFrame, outcome: str) -> str:
-    chosen = rows.loc[rows["outcome"] == outcome, "xi"]
-    return ", ".join(f"{x:g}" for x in chosen) or "no xi"
+def _better_or_worse(rows: pd.DataFrame) -> str:
+    """``"better at xi=a, b; worse at xi=c"`` over one testbed's rows, or that no xi is."""
+    parts = [
+        f"{outcome} at xi={', '.join(f'{x:g}' for x in chosen)}"
+        for outcome in ("better", "worse")
+        if len(chosen := rows.loc[rows["outcome"] == outcome, "xi"])
+    ]
+    return "; ".join(parts) or "no xi better or worse"
 
 
 def _scratch(table: pd.DataFrame) -> list[str]:
@@ -186,8 +191,7 @@ def _scratch(table: pd.DataFrame) -> list[str]:
             for r in rows.itertuples()
         )
         lines.append(
-            f"  - {bed} ({_metric(rows['metric'].iloc[0])}): better at {_factors(rows, 'better')}"
-            f", worse at {_factors(rows, 'worse')}; {shown}."
+            f"  - {bed} ({_metric(rows['metric'].iloc[0])}): {_better_or_worse(rows)}; {shown}."
         )
     faster = ", ".join(f"{r.testbed} {r.arm}" for r in table.itertuples() if r.time_ratio_high < 1)
     return lines + [
