@@ -91,8 +91,9 @@ def _warn_span(rule: RuleLike, table: pd.DataFrame) -> None:
         warnings.warn(
             f"rule {rule!r} spreads the rates over a factor {high / low:.3g} (multipliers "
             f"{low:.3g} to {high:.3g} over {levels} depths, granularity="
-            f"{table.attrs.get('granularity')!r}); check that the depths count what you mean "
-            "(layer_table(..., granularity='block') counts blocks)",
+            f"{table.attrs.get('granularity')!r}); check that this is what you mean (for a "
+            "depth rule: layer_table(..., granularity='block') counts blocks; a width rule "
+            "spreads with the width ratio by design)",
             stacklevel=3,
         )
 
