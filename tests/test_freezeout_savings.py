@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from layerwise.freezeout import freeze_times
-from layerwise.harness import comparisons
+from layerwise.harness import comparisons, plots
 from layerwise.harness.store import Store
 from layerwise.harness.tuning import TuningResult
 from layerwise.studies import freezeout_savings as design
@@ -213,6 +213,11 @@ def _tuned(base_acc: list[float], arm_acc: list[float], arm_interior: bool = Tru
     )
     result = TuningResult("acc", pd.DataFrame(), pd.DataFrame(final), summary, pd.DataFrame(curves))
     return design.Tuned(None, stage2, {stage2.key: result}, [])
+
+
+def test_pending_figures_are_placeholders_that_are_not_saved():
+    assert plots.is_placeholder(design.plot_step_times(pd.DataFrame()))
+    assert plots.is_placeholder(design.plot_saving_vs_error(pd.DataFrame()))
 
 
 def test_effect_table_gives_the_relative_change_in_test_error():

@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from layerwise.harness import plots  # noqa: E402
+from layerwise.harness.store import Store  # noqa: E402
+from layerwise.harness.study import Study  # noqa: E402
 
 
 def _table(**overrides) -> pd.DataFrame:
@@ -80,6 +82,20 @@ def test_figures_say_so_when_every_comparison_is_pending():
     ):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert any("still pending" in t for t in texts)
+
+
+def test_a_placeholder_is_shown_but_not_saved(tmp_path):
+    study = Study("00_x", "full", Store(tmp_path / "results"), tmp_path / "figures")
+    pending = plots.lr_sensitivity(pd.DataFrame(), "score")
+    assert plots.is_placeholder(pending)
+    assert study.savefig(pending, "lr_sensitivity") is None
+    assert not (tmp_path / "figures").exists()
+    fig, _ = plt.subplots()
+    assert not plots.is_placeholder(fig)
+    png = study.savefig(fig, "drawn")
+    assert png == tmp_path / "figures" / "drawn.png"
+    assert sorted(p.name for p in png.parent.iterdir()) == ["drawn.pdf", "drawn.png"]
+    plt.close("all")
 
 
 def test_lr_sensitivity_gives_a_level_the_same_colour_in_every_panel():

@@ -18,8 +18,10 @@ __all__ = [
     "effect_label",
     "effect_sizes",
     "effect_vs_factor",
+    "is_placeholder",
     "learning_curves",
     "lr_sensitivity",
+    "nothing_yet",
     "panel_grid",
     "tensor_lines",
 ]
@@ -47,16 +49,26 @@ def panel_grid(n: int, ncols: int = 4, size: float = 3.2) -> tuple[plt.Figure, l
     return fig, flat[:n]
 
 
+def is_placeholder(fig: plt.Figure) -> bool:
+    """Whether ``fig`` only says that there is nothing to draw yet (nothing worth saving)."""
+    return fig.get_label() == PLACEHOLDER
+
+
 def _wrapped(title: str, width: int = 34) -> str:
     """A panel title that fits its panel: a long ``"testbed · group"`` breaks at the dot."""
     return title.replace(" · ", "\n") if len(title) > width else title
 
 
-def _nothing_yet(what: str) -> plt.Figure:
-    """A small figure that says there is nothing to draw yet (every comparison still pending)."""
+PLACEHOLDER = "layerwise: nothing to draw yet"  # the label of a placeholder figure
+
+
+def nothing_yet(what: str, why: str = "every comparison is still pending") -> plt.Figure:
+    """A small figure that says there are no ``what`` to draw yet, and ``why``;
+    :func:`is_placeholder` recognises it (and :meth:`Study.savefig` does not save it)."""
     fig, ax = plt.subplots(figsize=(4, 1))
+    fig.set_label(PLACEHOLDER)
     ax.axis("off")
-    ax.text(0.5, 0.5, f"no {what} yet: every comparison is still pending", ha="center", va="center")
+    ax.text(0.5, 0.5, f"no {what} yet: {why}", ha="center", va="center")
     return fig
 
 
@@ -75,7 +87,7 @@ def lr_sensitivity(
     names them all, so that none hides a curve.
     """
     if not len(sensitivity):
-        return _nothing_yet("tuning runs")
+        return nothing_yet("tuning runs")
     names = list(dict.fromkeys(sensitivity[panel]))
     # one colour per hue level across all panels, in the order the levels first appear
     levels = list(dict.fromkeys(sensitivity[hue])) if hue else [None]
@@ -170,7 +182,7 @@ def effect_sizes(table: pd.DataFrame, xlabel: str = "test accuracy minus uniform
     (``tuned`` false: a best rate on the grid's edge) are drawn hollow."""
     rows = table.dropna(subset=["effect"])
     if not len(rows):
-        return _nothing_yet("effects")
+        return nothing_yet("effects")
     groups = list(dict.fromkeys(rows["group"]))
     fig, axes = panel_grid(len(groups), ncols=2, size=4.6)
     arms = list(dict.fromkeys(rows["arm"]))
@@ -227,7 +239,7 @@ def effect_vs_factor(
     +- the smallest effect of interest.  ``ylabel=None`` labels each panel by its rows'
     ``metric`` column (:func:`effect_label`), so accuracy and loss panels can share a figure."""
     if not len(table):
-        return _nothing_yet("effects")
+        return nothing_yet("effects")
     names = list(dict.fromkeys(table[panel]))
     fig, axes = panel_grid(len(names), ncols=3, size=3.6)
     for ax, name in zip(axes, names, strict=True):

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._validate import check_choice
+from . import plots
 from .store import Store
 from .sweep import default_jobs
 
@@ -73,8 +74,12 @@ class Study:
     def smoke(self) -> bool:
         return self.profile == "smoke"
 
-    def savefig(self, fig, stem: str) -> Path:
-        """Save ``fig`` as ``<figures>/<stem>.png`` (for reading) and ``.pdf`` (for papers)."""
+    def savefig(self, fig, stem: str) -> Path | None:
+        """Save ``fig`` as ``<figures>/<stem>.png`` (for reading) and ``.pdf`` (for papers);
+        a placeholder that says nothing is stored yet (:func:`plots.is_placeholder`) is shown
+        in the notebook but not saved, so a study not yet swept leaves ``figures/`` alone."""
+        if plots.is_placeholder(fig):
+            return None
         self.figures.mkdir(parents=True, exist_ok=True)
         png = self.figures / f"{stem}.png"
         fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})

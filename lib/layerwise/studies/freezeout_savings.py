@@ -57,7 +57,7 @@ from torch import nn
 
 from .._validate import check_choice, check_int
 from ..freezeout import SPACINGS, freeze_times, freeze_training_t0
-from ..harness import comparisons, data, models, stats, sweep, train
+from ..harness import comparisons, data, models, plots, stats, sweep, train
 from ..harness.config import RunConfig
 from ..harness.store import Store
 from ..harness.testbeds import TESTBEDS, Testbed
@@ -629,11 +629,9 @@ def plot_saving_vs_error(verdict: pd.DataFrame) -> plt.Figure:
     """Saving of training-step time (x) against the relative change in test error (y), one
     point per variant with both intervals (hollow: not tuned at the baseline's rate); the
     shaded corner is claim 5's target."""
-    fig, ax = plt.subplots(figsize=(7.5, 5))
     if not len(verdict):
-        ax.axis("off")
-        ax.text(0.5, 0.5, "pending: no timed and compared variants yet", ha="center")
-        return fig
+        return plots.nothing_yet("timed and compared variants", "pending")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     x, y = 100 * verdict["saving"], 100 * verdict["error_change"]
     xerr = [x - 100 * verdict["saving_low"], 100 * verdict["saving_high"] - x]
     yerr = [y - 100 * verdict["error_change_low"], 100 * verdict["error_change_high"] - y]
@@ -684,11 +682,9 @@ def plot_saving_vs_error(verdict: pd.DataFrame) -> plt.Figure:
 def plot_step_times(times: pd.DataFrame) -> plt.Figure:
     """The training-step time of every arm in every timing round (one line per round, so a
     round that ran slow as a whole shows as a shifted line): the timing noise, seen whole."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
     if not len(times):
-        ax.axis("off")
-        ax.text(0.5, 0.5, "pending: no timings yet", ha="center")
-        return fig
+        return plots.nothing_yet("timings", "pending")
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     arms = list(dict.fromkeys(times["arm"]))
     for r, rows in times.groupby("round"):
         rows = rows.set_index("arm").loc[arms]
