@@ -422,14 +422,18 @@ class WidthRoles(Rule):
         spec = super().spec()
         return {k: v for k, v in spec.items() if v not in (None, {})}
 
+    def model_width(self, table: pd.DataFrame) -> int:
+        """``width`` if given, else the fan-in of the readout ``head.weight`` (as
+        :meth:`MuP.model_width`)."""
+        return MuP(self.base_width, width=self.width).model_width(table)
+
     def uniform_by_design(self, table: pd.DataFrame) -> bool:
         """At ``base_width`` a rule without ``factors`` is SP: one rate for every layer."""
-        width = MuP(self.base_width, width=self.width).model_width(table)
-        return width == self.base_width and not self.factors
+        return self.model_width(table) == self.base_width and not self.factors
 
     def roles(self, table: pd.DataFrame) -> list[str]:
         """The role of every row (see the class docstring)."""
-        width = MuP(self.base_width, width=self.width).model_width(table)
+        width = self.model_width(table)
         out = []
         for row in table.itertuples(index=False):
             cls, fan_out_grows = _mup_class(row, width)
@@ -441,7 +445,7 @@ class WidthRoles(Rule):
 
     def multipliers(self, table: pd.DataFrame) -> list[float]:
         """``factors[role] * (width / base_width) ** exponents[role]`` for every row."""
-        m = MuP(self.base_width, width=self.width).model_width(table) / self.base_width
+        m = self.model_width(table) / self.base_width
         return [
             float(self.factors.get(r, 1.0) * m ** self.exponents.get(r, 0.0))
             for r in self.roles(table)

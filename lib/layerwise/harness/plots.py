@@ -49,6 +49,9 @@ def panel_grid(n: int, ncols: int = 4, size: float = 3.2) -> tuple[plt.Figure, l
     return fig, flat[:n]
 
 
+PLACEHOLDER = "layerwise: nothing to draw yet"  # the label of a placeholder figure
+
+
 def is_placeholder(fig: plt.Figure) -> bool:
     """Whether ``fig`` only says that there is nothing to draw yet (nothing worth saving)."""
     return fig.get_label() == PLACEHOLDER
@@ -57,9 +60,6 @@ def is_placeholder(fig: plt.Figure) -> bool:
 def _wrapped(title: str, width: int = 34) -> str:
     """A panel title that fits its panel: a long ``"testbed · group"`` breaks at the dot."""
     return title.replace(" · ", "\n") if len(title) > width else title
-
-
-PLACEHOLDER = "layerwise: nothing to draw yet"  # the label of a placeholder figure
 
 
 def nothing_yet(what: str, why: str = "every comparison is still pending") -> plt.Figure:

@@ -42,10 +42,10 @@ weight rate (``input``, ``hidden``, ``output``) times ``2^k``, ``k`` in -3..3
 **Verdict 8** (:func:`verdict8`, claim 8 of ``docs/references.md``): SP's optimum drifts by
 at least 4x across widths, muP's by at most 2x (each judged on the drift's bootstrap interval
 over seeds; an interval across the factor leaves the verdict *inconclusive*), and muP's loss at
-its optimum does not increase with width by more than the smallest effect of interest.  The new claims (:func:`answer`):
-does raising only the embedding rate recover most of muP's benefit, and does Everett et al.'s SP
-prescription transfer as well as muP (drift, and loss at the widest width's optimum against SP
-on fresh seeds, :func:`compare_widest`).
+its optimum does not increase with width by more than the smallest effect of interest.  The new
+claims (:func:`answer`): does raising only the embedding rate recover most of muP's benefit, and
+does Everett et al.'s SP prescription transfer as well as muP (drift, and loss at the widest
+width's optimum against SP on fresh seeds, :func:`compare_widest`).
 
 Profiles (:data:`COST` gives the measured estimate): ``smoke`` (minutes, for checks), ``full``
 (the notebook's study) and ``large`` (the transformer at width 512 and SGD on it; for a GPU,
@@ -513,6 +513,15 @@ def _beyond(low: float, high: float, factor: float) -> str:
     return "undecided"
 
 
+def _verdict_of(said: set[str]) -> str:
+    """Claim 8's verdict from the set of its checks' answers (see :func:`verdict8`)."""
+    if said == {"yes"}:
+        return "reproduced"
+    if "no" not in said:
+        return "inconclusive"
+    return "partly" if "yes" in said else "not reproduced"
+
+
 def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.02) -> pd.DataFrame:
     """Claim 8 per (testbed, optimizer), each check judged so that one rerun point cannot flip
     it: SP's optimum drifts by >= 4x and muP's by <= 2x (either direction), each read on the
@@ -540,16 +549,6 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
             if non_increasing(mu_curve["loss_at_opt"], sesoi_nats)
             else "no",
         }
-        said = set(checks.values())
-        verdict = (
-            "reproduced"
-            if said == {"yes"}
-            else "inconclusive"
-            if "no" not in said
-            else "partly"
-            if "yes" in said
-            else "not reproduced"
-        )
         rows.append(
             {
                 "testbed": bed,
@@ -560,7 +559,7 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
                     for end in ("", "_low", "_high")
                 },
                 **checks,
-                "verdict": verdict,
+                "verdict": _verdict_of(set(checks.values())),
             }
         )
     return pd.DataFrame(rows)
@@ -761,8 +760,8 @@ def answer(
     for r in verdicts.to_dict("records"):
         moves = {
             name: f"x{r[f'{name} drift']:.2g} [{r[f'{name} drift_low']:.2g}, "
-            f"{r[f'{name} drift_high']:.2g}] ({r[check]}: {check.split(' ', 1)[1]})"
-            for name, check in (("SP", "SP drifts >= 4x"), ("muP", "muP drifts <= 2x"))
+            f"{r[f'{name} drift_high']:.2g}] ({r[f'{name} {test}']}: {test})"
+            for name, test in (("SP", "drifts >= 4x"), ("muP", "drifts <= 2x"))
         }
         lines.append(
             f"- **Verdict 8, {r['testbed']} {r['optimizer']}: {r['verdict']}.** From the "
