@@ -311,7 +311,9 @@ def test_verdict8_is_inconclusive_when_an_interval_crosses_the_factor():
     drifts.loc[mu, ["drift_low", "drift_high"]] = [2.5, 3.0]  # muP drifts more than 2x: no
     row = w.verdict8(drifts, optima).iloc[0]
     assert row["muP drifts <= 2x"] == "no" and row["verdict"] == "partly"
-    text = w.answer(w.verdict8(drifts, optima), drifts, optima, pd.DataFrame(), pd.DataFrame())
+    text = w.answer(
+        w.verdict8(drifts, optima), drifts, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    )
     assert "muP's x" in text and "[2.5, 3] (no: drifts <= 2x)" in text
 
 
@@ -321,19 +323,78 @@ def test_non_increasing_allows_the_tolerance_only():
     assert not w.non_increasing([1.0, np.nan], 0.02)
 
 
-def test_recovered_share_and_answer_on_constructed_tables():
-    optima = pd.DataFrame(
-        {"testbed": w.MLP, "optimizer": "sgd", "width": 2048,
-         "parametrisation": list(w.PARAMETRISATIONS), "loss_at_opt": [1.0, 0.8, 0.85, 0.9]}
-    )  # fmt: skip
-    share = w.recovered_share(optima, "SP + embedding").iloc[0]
-    assert share["share"] == pytest.approx(0.5) and share["muP gain"] == pytest.approx(0.2)
+def widest_curves(levels, seed_sd=0.0, run_sd=0.0, offsets=None, seeds=(100, 101, 102)):
+    """Constructed curves at the widest width: loss = level + 0.05 (log2 lr + 4)^2, plus an
+    offset per seed shared by every parametrisation (sd ``seed_sd``), one per run (``run_sd``)
+    and ``offsets[p][i]`` for parametrisation ``p`` on the i-th seed."""
+    rng = np.random.default_rng(1)
+    shared = {s: rng.normal(0, seed_sd) for s in seeds}
+    rows = []
+    for p, level in levels.items():
+        for i, s in enumerate(seeds):
+            own = (offsets or {}).get(p, [0.0] * len(seeds))[i]
+            for x in GRID:
+                rows.append(
+                    {"testbed": w.MLP, "optimizer": "sgd", "parametrisation": p, "width": 2048,
+                     "lr": 2.0**x, "log2_lr": x, "seed": s,
+                     "train_loss": level + 0.05 * (x + 4) ** 2 + shared[s] + own
+                     + rng.normal(0, run_sd)}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+EMB = "SP + embedding"
+
+
+def test_recovered_share_is_the_gain_ratio_at_each_optimum():
+    frame = widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.85}, run_sd=0.01)
+    best = frame.groupby(["parametrisation", "lr"])["train_loss"].mean().groupby(level=0).min()
+    row = w.recovered_share(frame, EMB, boot=200).iloc[0]
+    expected = (best["SP"] - best[EMB]) / (best["SP"] - best["muP"])
+    assert row["share"] == pytest.approx(expected)
+    assert row["muP gain"] == pytest.approx(best["SP"] - best["muP"])
+    assert row["share_low"] < row["share"] < row["share_high"]
+    assert row["gain_low"] < row["muP gain"] < row["gain_high"]
+    assert row["seeds"] == 3 and row["recovers most"] == "yes"  # about 0.75, interval above 0.5
+    low = w.recovered_share(widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.98}, run_sd=0.01), EMB)
+    assert low.iloc[0]["recovers most"] == "no"
+    wide = w.recovered_share(widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.9}, run_sd=0.05), EMB)
+    assert wide.iloc[0]["recovers most"] == "undecided"
+
+
+def test_recovered_share_resamples_seeds_jointly():
+    # a large offset per seed shared by the three parametrisations cancels in every resample
+    row = w.recovered_share(
+        widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.9}, seed_sd=0.3), EMB
+    ).iloc[0]
+    assert row["share_low"] == pytest.approx(0.5) and row["share_high"] == pytest.approx(0.5)
+
+
+def test_recovered_share_without_a_gain_to_recover():
+    frame = widest_curves({"SP": 1.0, "muP": 1.01, EMB: 0.9})
+    row = w.recovered_share(frame, EMB).iloc[0]
+    assert np.isnan(row["share"]) and row["muP gain"] == pytest.approx(-0.01)
+    # muP gains 0.06, 0.06 and -0.09 on the three seeds: positive on the mean (0.01), not in
+    # every resample, so a share but no interval
+    offsets = {"muP": [-0.06, -0.06, 0.09], EMB: [-0.03, -0.03, 0.0]}
+    frame = widest_curves({"SP": 1.0, "muP": 1.0, EMB: 1.0}, offsets=offsets)
+    row = w.recovered_share(frame, EMB).iloc[0]
+    assert row["muP gain"] == pytest.approx(0.01) and row["share"] == pytest.approx(2.0)
+    assert row["gain_low"] < 0 and np.isnan(row["share_low"])
+    assert row["recovers most"] == "undecided"
+    text = w.answer(pd.DataFrame(), pd.DataFrame(columns=["testbed", "optimizer", "parametrisation"]),
+                    w.recovered_share(frame, EMB), pd.DataFrame(), pd.DataFrame())  # fmt: skip
+    assert "recovers 200% (no interval: muP's gain is not positive in every resample)" in text
+
+
+def test_answer_on_constructed_tables():
     drifts = w.drift_table(curves({p: 0.0 for p in w.PARAMETRISATIONS}), boot=20)
     verdicts = w.verdict8(drifts, w.optimum_table(curves({"SP": 0.0, "muP": 0.0})))
-    text = w.answer(verdicts, drifts, optima, pd.DataFrame(), pd.DataFrame())
-    assert "recovers 50% of muP's gain over SP" in text and "partly" in text
-    optima.loc[optima["parametrisation"] == "muP", "loss_at_opt"] = 1.01
-    assert np.isnan(w.recovered_share(optima, "SP + embedding")["share"].iloc[0])
+    shares = w.recovered_share(widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.9}, seed_sd=0.3), EMB)
+    text = w.answer(verdicts, drifts, shares, pd.DataFrame(), pd.DataFrame())
+    assert "recovers 50% [50%, 50%] of muP's gain" in text and "partly" in text
+    assert "+0.200 [+0.200, +0.200] nats" in text and "more than half: undecided" in text
+    shares = w.recovered_share(widest_curves({"SP": 1.0, "muP": 1.01, EMB: 0.9}), EMB)
     roles = pd.DataFrame(
         [{"testbed": w.MLP, "optimizer": "sgd", "role": role, "power": k,
           "effect": (0.1 if role == "output" else 0.01) * abs(k),
@@ -343,8 +404,8 @@ def test_recovered_share_and_answer_on_constructed_tables():
     sensitivity = w.role_sensitivity(roles).set_index("role")
     assert sensitivity.loc["output", "worse_arms"] == 2
     assert sensitivity.loc["output", "max_increase"] == pytest.approx(0.3)
-    text = w.answer(verdicts, drifts, optima, pd.DataFrame(), roles)
-    assert "nothing to recover" in text
+    text = w.answer(verdicts, drifts, shares, pd.DataFrame(), roles)
+    assert "nothing to recover: muP's gain over SP -0.010" in text
     assert "Most sensitive role**, fashion_mnist/mlp sgd: output" in text and "2 of 6" in text
 
 
@@ -379,3 +440,17 @@ def test_plan_and_profiles():
         w.plan("medium")
     with pytest.raises(ValueError, match="parametrisation.*'muP2'"):
         w.rule_spec("muP2", "sgd")
+
+
+def test_recovered_share_uses_seeds_of_every_parametrisation_and_rates_of_every_seed():
+    frame = widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.9})
+    frame = frame[~((frame["parametrisation"] == EMB) & (frame["seed"] == 102))]
+    # SP's best rate (log2 = -4) lacks one seed there: SP's optimum moves to a neighbour
+    frame = frame[
+        ~((frame["parametrisation"] == "SP") & (frame["seed"] == 101) & (frame["log2_lr"] == -4))
+    ]
+    row = w.recovered_share(frame, EMB).iloc[0]
+    assert row["seeds"] == 2
+    assert row["muP gain"] == pytest.approx(0.2 + 0.05) and row["share"] == pytest.approx(
+        0.15 / 0.25
+    )

@@ -735,27 +735,93 @@ def role_sensitivity(table: pd.DataFrame) -> pd.DataFrame:
 # the answer
 
 
-def recovered_share(optima: pd.DataFrame, arm: str) -> pd.DataFrame:
-    """Per (testbed, optimizer): the share of muP's gain over SP in loss at the optimum, at the
-    widest width, that ``arm`` recovers: ``(SP - arm) / (SP - muP)`` (nan when muP gains
-    nothing)."""
+def _widest_seed_table(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The widest width's runs as a (seed) x (parametrisation, log2 rate) table of ``column``
+    (diverged: ``inf``), over the seeds every parametrisation has and, per parametrisation, the
+    rates every one of those seeds reached."""
+    widest = frame[frame["width"] == frame["width"].max()]
+    table = widest.assign(loss=widest[column].fillna(np.inf)).pivot_table(
+        index="seed", columns=["parametrisation", "log2_lr"], values="loss", aggfunc="mean"
+    )
+    has_every_parametrisation = table.notna().T.groupby(level=0).any().all()
+    table = table[has_every_parametrisation]
+    return table.loc[:, table.notna().all()]
+
+
+def recovered_share(
+    frame: pd.DataFrame,
+    arm: str,
+    column: str = "train_loss",
+    most: float = 0.5,
+    boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per (testbed, optimizer): the share of muP's gain over SP that ``arm`` recovers at the
+    widest width, ``(L_SP - L_arm) / (L_SP - L_muP)`` with ``L`` a parametrisation's ``column``
+    at its best rate (the lowest mean over seeds on the rates every seed reached, as in
+    :func:`optimum_table`), and a 95% percentile bootstrap interval over seeds (one draw for
+    all three parametrisations: a seed fixes the data order of each).  ``muP gain`` is
+    ``L_SP - L_muP`` with its own interval; the share is undefined (nan) where that gain is not
+    positive, and its interval wherever a draw's gain is not.  ``recovers most``: ``yes`` when
+    the share's interval lies above ``most``, ``no`` when below it, else ``undecided``."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for (bed, opt), g in optima.groupby(["testbed", "optimizer"], sort=False):
-        w = g[g["width"] == g["width"].max()].set_index("parametrisation")["loss_at_opt"]
-        gain = w["SP"] - w["muP"]
-        share = (w["SP"] - w[arm]) / gain if gain > 0 else math.nan
-        rows.append({"testbed": bed, "optimizer": opt, "muP gain": gain, "share": share})
+    for (bed, opt), g in frame.groupby(["testbed", "optimizer"], sort=False):
+        table = _widest_seed_table(g, column)
+        n = len(table)
+
+        def at_optimum(pick: np.ndarray, table=table) -> dict[str, float]:
+            means = table.to_numpy()[pick].mean(axis=0)
+            best = pd.Series(means, index=table.columns).groupby(level=0).min()
+            return {p: float(best.get(p, math.nan)) for p in ("SP", "muP", arm)}
+
+        def gain_and_share(pick: np.ndarray) -> tuple[float, float]:
+            loss = at_optimum(pick)
+            gain = loss["SP"] - loss["muP"]
+            return gain, (loss["SP"] - loss[arm]) / gain if gain > 0 else math.nan
+
+        gain, share = gain_and_share(np.arange(n))
+        draws = np.array(
+            [gain_and_share(rng.integers(0, n, n)) for _ in range(boot if n > 1 else 0)]
+        )
+        gain_low = gain_high = low = high = math.nan
+        if len(draws):
+            gain_low, gain_high = np.percentile(draws[:, 0], [2.5, 97.5])
+            if np.isfinite(draws[:, 1]).all():
+                low, high = np.percentile(draws[:, 1], [2.5, 97.5])
+        said = "undecided"
+        if math.isfinite(low) and low > most:
+            said = "yes"
+        elif math.isfinite(high) and high < most:
+            said = "no"
+        rows.append(
+            {
+                "testbed": bed,
+                "optimizer": opt,
+                "seeds": n,
+                "muP gain": gain,
+                "gain_low": float(gain_low),
+                "gain_high": float(gain_high),
+                "share": share,
+                "share_low": float(low),
+                "share_high": float(high),
+                "recovers most": said,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def answer(
     verdicts: pd.DataFrame,
     drifts: pd.DataFrame,
-    optima: pd.DataFrame,
+    shares: pd.DataFrame,
     widest: pd.DataFrame,
     roles: pd.DataFrame,
 ) -> str:
-    """The study's answer as Markdown sentences, computed from the tables above."""
+    """The study's answer as Markdown sentences, computed from the tables above: ``verdicts``
+    (:func:`verdict8`), ``drifts`` (:func:`drift_table`), ``shares`` (:func:`recovered_share`
+    of the embedding-only rule), ``widest`` (:func:`compare_widest`), ``roles``
+    (:func:`compare_roles`)."""
     lines = []
     for r in verdicts.to_dict("records"):
         moves = {
@@ -769,19 +835,24 @@ def answer(
             f"{moves['muP']} (bootstrap interval over seeds); muP's loss at its optimum is "
             f"{'' if r['muP loss non-increasing'] == 'yes' else 'not '}non-increasing in width."
         )
-    share = recovered_share(optima, "SP + embedding")
-    for r in share.to_dict("records"):
+    for r in shares.to_dict("records"):
         where = f"- **Embedding rate only**, {r['testbed']} {r['optimizer']}: "
-        if np.isfinite(r["share"]):
-            lines.append(
-                f"{where}recovers {r['share']:.0%} of muP's gain over SP in training loss at "
-                f"the widest width's optimum (muP's gain {r['muP gain']:.3f} nats)."
-            )
-        else:
-            lines.append(
-                f"{where}nothing to recover: muP does not beat SP in training loss at the "
-                f"widest width's optimum (SP minus muP {r['muP gain']:+.3f} nats)."
-            )
+        gain = (
+            f"muP's gain over SP {r['muP gain']:+.3f} [{r['gain_low']:+.3f}, "
+            f"{r['gain_high']:+.3f}] nats in training loss at the widest width's optimum"
+        )
+        if not np.isfinite(r["share"]):
+            lines.append(f"{where}nothing to recover: {gain}.")
+            continue
+        interval = (
+            f" [{r['share_low']:.0%}, {r['share_high']:.0%}]"
+            if np.isfinite(r["share_low"])
+            else " (no interval: muP's gain is not positive in every resample)"
+        )
+        lines.append(
+            f"{where}recovers {r['share']:.0%}{interval} of muP's gain ({gain}); more than "
+            f"half: {r['recovers most']}."
+        )
     d = drifts.set_index(["testbed", "optimizer", "parametrisation"])
     for bed, opt in drifts[["testbed", "optimizer"]].drop_duplicates().itertuples(index=False):
         if (bed, opt, "SP + Everett") not in d.index or (bed, opt, "muP") not in d.index:
