@@ -76,6 +76,47 @@ def test_update_readme_rewrites_only_the_marked_section(tmp_path):
     assert "stale" not in text and "a | b" in text and "01_a" in text
 
 
+def test_readme_compute_table_is_the_notebooks_reports():
+    """The README's runs and core-minutes are copied from the executed notebooks too."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert figures.readme_compute(root) in (root / "README.md").read_text()
+
+
+def _report(tmp_path, keys, seconds):
+    import pandas as pd
+
+    from layerwise.harness.store import Store
+    from layerwise.harness.study import Study
+
+    study = Study("01_a", "full", Store(tmp_path / "store"), tmp_path / "figures")
+    return study.report_compute(2, pd.DataFrame({"key": keys, "wall_time_s": seconds}))
+
+
+def test_compute_report_round_trips_through_the_readme(tmp_path):
+    # three records of two runs (one stored twice): 2 runs, (90 + 45) s = 2.25 core-minutes
+    text = _report(tmp_path, ["a", "b", "b"], [90.0, 45.0, 45.0])
+    assert "about 1 min of wall time with 2 worker processes" in text
+    root = _project(tmp_path / "project", {"01_a": "pass", "02_b": "pass"})
+    nb_path = root / "notebooks" / "01_a.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+    nbformat.write(nb, nb_path)
+    assert figures.compute_reported(nb_path) == (2, 2.2)  # printed to one decimal
+    assert figures.compute_reported(root / "notebooks" / "02_b.ipynb") is None
+    readme = root / "README.md"
+    readme.write_text(
+        f"{figures.VERDICTS_START}\n{figures.VERDICTS_END}\nmiddle\n"
+        f"{figures.COMPUTE_START}\nstale\n{figures.COMPUTE_END}\nend\n"
+    )
+    figures.update_readme(root)
+    text = readme.read_text()
+    assert "stale" not in text and "\nmiddle\n" in text and text.endswith("\nend\n")
+    assert "| 01_a | 2 | 2 |" in text and "| 02_b | not executed | |" in text
+    assert "| all executed | 2 | 2 |" in text
+
+
 def _stored(folder, n):
     folder.mkdir(parents=True)
     for i in range(n):

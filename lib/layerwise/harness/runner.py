@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from .._validate import check_choice
-from .study import PROFILES, project_root, store_root
+from .study import PROFILES, parse_compute_report, project_root, store_root
 
 __all__ = [
     "NotebookOutcome",
     "available",
     "clean_metadata",
+    "compute_reported",
     "discard_stored_runs",
+    "readme_compute",
     "readme_verdicts",
     "run_notebooks",
     "update_readme",
@@ -31,6 +33,8 @@ __all__ = [
 
 VERDICTS_START = "<!-- verdicts:start (written by `python -m layerwise figures`) -->"
 VERDICTS_END = "<!-- verdicts:end -->"
+COMPUTE_START = "<!-- compute:start (written by `python -m layerwise figures`) -->"
+COMPUTE_END = "<!-- compute:end -->"
 
 
 @dataclasses.dataclass
@@ -172,17 +176,60 @@ def readme_verdicts(root: Path) -> str:
     return "\n".join(parts)
 
 
+def compute_reported(path: Path) -> tuple[int, float] | None:
+    """``(runs, core-minutes)`` that an executed notebook's ``study.report_compute`` cell
+    printed; ``None`` when the notebook holds no such output (not executed, or pending)."""
+    import nbformat
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output["output_type"] == "stream":
+                reported = parse_compute_report(output.get("text", ""))
+                if reported:
+                    return reported
+    return None
+
+
+def readme_compute(root: Path) -> str:
+    """The README's compute table: the runs and training core-minutes each executed notebook
+    reports (copied from its output, like the verdicts), and their total."""
+    lines = [
+        COMPUTE_START,
+        "| notebook | runs | training compute (core-minutes) |",
+        "| --- | ---: | ---: |",
+    ]
+    total_runs, total_minutes = 0, 0.0
+    for name, path in available(root).items():
+        reported = compute_reported(path)
+        if reported is None:
+            lines.append(f"| {name} | not executed | |")
+            continue
+        runs, minutes = reported
+        total_runs, total_minutes = total_runs + runs, total_minutes + minutes
+        lines.append(f"| {name} | {runs} | {minutes:.0f} |")
+    lines += [f"| all executed | {total_runs} | {total_minutes:.0f} |", COMPUTE_END]
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with the section from marker ``start`` to marker ``end`` replaced by ``body``
+    (which carries the markers); unchanged when either marker is missing."""
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    return head + body + rest.split(end, 1)[1]
+
+
 def update_readme(root: Path) -> None:
-    """Replace the README's verdict section (between the markers) with ``readme_verdicts``."""
+    """Rewrite the README's generated sections (between their markers): the verdicts
+    (``readme_verdicts``) and the compute table (``readme_compute``)."""
     readme = root / "README.md"
     if not readme.is_file():
         return
     text = readme.read_text()
-    if VERDICTS_START not in text or VERDICTS_END not in text:
-        return
-    head, rest = text.split(VERDICTS_START, 1)
-    tail = rest.split(VERDICTS_END, 1)[1]
-    readme.write_text(head + readme_verdicts(root) + tail)
+    text = _replace_between(text, VERDICTS_START, VERDICTS_END, readme_verdicts(root))
+    text = _replace_between(text, COMPUTE_START, COMPUTE_END, readme_compute(root))
+    readme.write_text(text)
 
 
 def _first_line(exc: Exception) -> str:

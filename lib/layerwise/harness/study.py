@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +28,11 @@ from . import plots
 from .store import Store
 from .sweep import default_jobs
 
-__all__ = ["PROFILES", "Study", "project_root", "start", "store_root"]
+__all__ = ["PROFILES", "Study", "parse_compute_report", "project_root", "start", "store_root"]
 
 PROFILES = ("full", "smoke")
+_COMPUTE = "runs: {runs}; training compute they hold: {core_minutes:.1f} core-minutes"
+_COMPUTE_PATTERN = re.compile(r"runs: (\d+); training compute they hold: (\d+\.\d) core-minutes")
 
 
 def project_root(start_dir: str | os.PathLike | None = None) -> Path:
@@ -101,13 +104,20 @@ class Study:
         core_minutes = float(runs["wall_time_s"].sum()) / 60 if len(runs) else 0.0
         workers = jobs or default_jobs()
         text = (
-            f"runs: {len(runs)}; training compute they hold: {core_minutes:.1f} core-minutes, "
-            f"about {core_minutes / workers:.0f} min of wall time with {workers} worker "
+            _COMPUTE.format(runs=len(runs), core_minutes=core_minutes)
+            + f", about {core_minutes / workers:.0f} min of wall time with {workers} worker "
             f"processes when trained from an empty store\n"
             f"this execution took {self.elapsed_s() / 60:.1f} min of wall time"
         )
         print(text)
         return text
+
+
+def parse_compute_report(text: str) -> tuple[int, float] | None:
+    """``(runs, core-minutes)`` from the text :meth:`Study.report_compute` printed; ``None``
+    when ``text`` holds no such report."""
+    found = _COMPUTE_PATTERN.search(text)
+    return (int(found[1]), float(found[2])) if found else None
 
 
 def start(name: str, profile: str = "full") -> Study:
