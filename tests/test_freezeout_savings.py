@@ -154,6 +154,42 @@ def test_timing_rotates_the_order_stores_the_times_and_reads_them_back(tmp_path,
     assert design.measure_step_times(changed, "08", store=store, repeats=3) is None
 
 
+def test_timing_killed_mid_way_times_only_the_rounds_it_lacks(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAYERWISE_REQUIRE_STORED", raising=False)
+    stage2 = design.freezing_plan(0.004, "smoke")[0]
+    configs = {arm: c.replace(threads=1) for arm, c in stage2.arms.items()}
+    arms = list(configs)
+    calls = []
+
+    def dies_in_round_two(config):
+        if len(calls) == len(arms) + 1:  # the second arm of round 1
+            raise KeyboardInterrupt
+        calls.append(config)
+        return {"step_time_s": 2.0, "status": "ok"}
+
+    store = Store(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        design.measure_step_times(configs, "08", store=store, repeats=3, run=dies_in_round_two)
+    saved = json.loads((tmp_path / "08" / "timing" / "step_times.json").read_text())
+    assert saved["rounds_done"] == 1 and len(saved["rows"]) == len(arms)
+    monkeypatch.setenv("LAYERWISE_REQUIRE_STORED", "1")
+    assert design.measure_step_times(configs, "08", store=store, repeats=3) is None  # pending
+    monkeypatch.delenv("LAYERWISE_REQUIRE_STORED")
+    resumed = []
+
+    def fake_run(config):
+        resumed.append(next(a for a, c in configs.items() if c == config))
+        return {"step_time_s": 1.0, "status": "ok"}
+
+    times = design.measure_step_times(configs, "08", store=store, repeats=3, run=fake_run)
+    assert resumed == arms[1:] + arms[:1] + arms[2:] + arms[:2]  # rounds 1 and 2 only
+    assert sorted(times["round"].unique()) == [0, 1, 2] and len(times) == 3 * len(arms)
+    assert (times[times["round"] == 0]["step_time_s"] == 2.0).all()
+    # fewer rounds asked for than stored: the first ones, without timing
+    fewer = design.measure_step_times(configs, "08", store=store, repeats=2, run=None)
+    assert sorted(fewer["round"].unique()) == [0, 1]
+
+
 def test_saving_is_paired_within_rounds():
     baseline = [1.0, 1.3, 0.8, 1.1, 0.9]  # the machine drifts from round to round
     rows = [

@@ -388,6 +388,17 @@ def timing_configs(results: TuningResult, comparison: comparisons.Comparison) ->
     }
 
 
+def _saved_rounds(path: Path, keys: Mapping[str, str]) -> tuple[list[dict], dict]:
+    """The rows of the complete rounds stored at ``path`` for exactly these arms and keys, and
+    the file's other fields (``[]``, ``{}`` when there is no such file)."""
+    if not path.is_file():
+        return [], {}
+    saved = json.loads(path.read_text())
+    if saved["keys"] != dict(keys):
+        return [], {}
+    return [row for row in saved["rows"] if row["round"] < saved["rounds_done"]], saved
+
+
 def measure_step_times(
     configs: Mapping[str, RunConfig],
     study: str,
@@ -399,24 +410,24 @@ def measure_step_times(
     """Training-step time (``record["step_time_s"]``) of every config, ``repeats`` rounds in one
     process with one torch thread; round ``r`` runs the arms in their order rotated by ``r``.
 
-    The result is stored as JSON under ``<store>/<study>/timing/`` with the configs' keys and
-    read back when the keys match, so a notebook re-executed from the store does not time
-    again.  Returns ``None`` when nothing is stored and ``LAYERWISE_REQUIRE_STORED`` forbids
-    training.
+    The rounds are stored as JSON under ``<store>/<study>/timing/`` with the configs' keys, the
+    file rewritten after every round: a notebook re-executed from the store reads them back
+    instead of timing again, and one killed mid-way times only the rounds it lacks.  Returns
+    ``None`` when rounds are missing and ``LAYERWISE_REQUIRE_STORED`` forbids training.
     """
     check_int("timing repeats", repeats, 1)
     path = _timing_path(store, study)
     keys = {arm: c.key() for arm, c in configs.items()}
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved["keys"] == keys and saved["repeats"] == repeats:
-            return pd.DataFrame(saved["rows"])
+    rows, saved = _saved_rounds(path, keys)
+    done = saved.get("rounds_done", 0)
+    if done >= repeats:
+        return pd.DataFrame([row for row in rows if row["round"] < repeats])
     if sweep.training_forbidden():
         return None
     arms = list(configs)
-    rows = []
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    for r in range(repeats):
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    first_load = saved.get("load_average_before", load)
+    for r in range(done, repeats):
         shift = r % len(arms)
         for position, arm in enumerate(arms[shift:] + arms[:shift]):
             record = run(configs[arm])
@@ -429,20 +440,20 @@ def measure_step_times(
                     "status": record["status"],
                 }
             )
-    saved = {
-        "keys": keys,
-        "repeats": repeats,
-        "threads": 1,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "rows": rows,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(saved, indent=1))
-    temporary.replace(path)
+        saved = {
+            "keys": keys,
+            "rounds_done": r + 1,
+            "threads": 1,
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "load_average_before": first_load,
+            "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "rows": rows,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(saved, indent=1))
+        temporary.replace(path)
     return pd.DataFrame(rows)
 
 
