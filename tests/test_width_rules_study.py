@@ -393,6 +393,9 @@ def test_answer_on_constructed_tables():
     shares = w.recovered_share(widest_curves({"SP": 1.0, "muP": 0.8, EMB: 0.9}, seed_sd=0.3), EMB)
     text = w.answer(verdicts, drifts, shares, pd.DataFrame(), pd.DataFrame())
     assert "recovers 50% [50%, 50%] of muP's gain" in text and "partly" in text
+    # every parametrisation's optimum stays put (intervals inside 2x): Everett's reads as muP's
+    assert "Everett et al.'s SP rates**, fashion_mnist/mlp sgd: optimum drifts x1 [" in text
+    assert text.count("(within 2x: yes)") == 2
     assert "+0.200 [+0.200, +0.200] nats" in text and "more than half: undecided" in text
     shares = w.recovered_share(widest_curves({"SP": 1.0, "muP": 1.01, EMB: 0.9}), EMB)
     roles = pd.DataFrame(

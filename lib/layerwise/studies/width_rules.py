@@ -513,6 +513,12 @@ def _beyond(low: float, high: float, factor: float) -> str:
     return "undecided"
 
 
+def _within(low: float, high: float, factor: float) -> str:
+    """Whether a drift interval lies within ``factor`` either way: :func:`_beyond` turned over
+    (``"undecided"`` stays)."""
+    return {"yes": "no", "no": "yes", "undecided": "undecided"}[_beyond(low, high, factor)]
+
+
 def _verdict_of(said: set[str]) -> str:
     """Claim 8's verdict from the set of its checks' answers (see :func:`verdict8`)."""
     if said == {"yes"}:
@@ -541,10 +547,9 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
             & (optima["optimizer"] == opt)
             & (optima["parametrisation"] == "muP")
         ].sort_values("width")
-        mu_within = {"yes": "no", "no": "yes", "undecided": "undecided"}
         checks = {
             "SP drifts >= 4x": _beyond(sp["drift_low"], sp["drift_high"], 4.0),
-            "muP drifts <= 2x": mu_within[_beyond(mu["drift_low"], mu["drift_high"], 2.0)],
+            "muP drifts <= 2x": _within(mu["drift_low"], mu["drift_high"], 2.0),
             "muP loss non-increasing": "yes"
             if non_increasing(mu_curve["loss_at_opt"], sesoi_nats)
             else "no",
@@ -869,10 +874,14 @@ def answer(
                 outcome = (
                     f"; at the widest width against SP on fresh seeds: {row['outcome'].iloc[0]}"
                 )
+        ev_text, mu_text = (
+            f"x{r['drift']:.2g} [{r['drift_low']:.2g}, {r['drift_high']:.2g}] (within 2x: "
+            f"{_within(r['drift_low'], r['drift_high'], 2.0)})"
+            for r in (ev, mu)
+        )
         lines.append(
-            f"- **Everett et al.'s SP rates**, {bed} {opt}: optimum drifts x{ev['drift']:.2g} "
-            f"[{ev['drift_low']:.2g}, {ev['drift_high']:.2g}] against muP's x{mu['drift']:.2g} "
-            f"[{mu['drift_low']:.2g}, {mu['drift_high']:.2g}]{outcome}."
+            f"- **Everett et al.'s SP rates**, {bed} {opt}: optimum drifts {ev_text} against "
+            f"muP's {mu_text}{outcome}."
         )
     if len(roles):
         sens = role_sensitivity(roles)
