@@ -416,20 +416,60 @@ def test_answer_on_constructed_tables():
 # the two-stage curve design
 
 
-def test_second_stage_adds_every_seed_around_the_first_seeds_optimum():
+def simulate(curve, loss):
+    """Every run ``curve_configs`` asks for, in rounds, with ``loss(log2 lr, seed)`` as its final
+    training loss (nan: diverged), until the curve is complete."""
+    done, rounds = None, 0
+    while configs := w.curve_configs(curve, done):
+        rows = pd.DataFrame(
+            [{"lr": c.lr, "seed": c.seed, "train_loss": loss(math.log2(c.lr), c.seed)}
+             for c in configs]
+        )  # fmt: skip
+        done = rows if done is None else pd.concat([done, rows], ignore_index=True)
+        rounds += 1
+        assert rounds < 40
+    return done
+
+
+def _rates(done, seed):
+    return sorted(math.log2(lr) for lr in done.loc[done["seed"] == seed, "lr"])
+
+
+def test_curve_with_an_interior_optimum_gets_every_seed_around_it():
     curve = w.Curve(w.MLP, "sgd", "muP", 128)
-    first = curve_configs = w.curve_configs(curve)
+    first = w.curve_configs(curve)
     assert [c.seed for c in first] == [100] * len(w.GRIDS["sgd"])
     assert [c.lr for c in first] == list(w.GRIDS["sgd"])
-    frame = pd.DataFrame({"lr": [c.lr for c in curve_configs],
-                          "train_loss": [(math.log2(c.lr) + 3) ** 2 for c in first]})  # fmt: skip
-    second = w.curve_configs(curve, frame)
-    assert sorted({c.lr for c in second}) == [2.0**k for k in (-5, -4, -3, -2, -1)]
-    assert sorted({c.seed for c in second}) == [101, 102] and len(second) == 10
-    frame.loc[frame["lr"] == 1.0, "train_loss"] = -1.0  # best at the top edge: window clipped
-    assert sorted({c.lr for c in w.curve_configs(curve, frame)}) == [0.25, 0.5, 1.0]
-    frame["train_loss"] = np.nan  # every run diverged: the window sits at the smallest rate
-    assert min(c.lr for c in w.curve_configs(curve, frame)) == w.GRIDS["sgd"][0]
+    done = simulate(curve, lambda x, seed: (x + 3) ** 2)
+    assert _rates(done, 100) == list(range(-10, 1))  # the grid, nothing beyond
+    assert _rates(done, 101) == _rates(done, 102) == [-5, -4, -3, -2, -1]
+
+
+def test_curve_extends_past_the_grid_while_its_end_wins():
+    curve = w.Curve(w.MLP, "sgd", "muP", 128)  # grid 2^-10 .. 2^0
+    done = simulate(curve, lambda x, seed: (x - 2) ** 2)  # optimum two octaves above the grid
+    assert _rates(done, 100)[-2:] == [2, 3]  # extended until the end rate lost
+    assert _rates(done, 101) == _rates(done, 102) == [0, 1, 2, 3]
+    # a diverged rate ends the extension; the optimum is then the edge of stability
+    done = simulate(curve, lambda x, seed: math.nan if x >= 1 else -x)
+    assert max(_rates(done, 100)) == max(_rates(done, 101)) == 1  # the window keeps it
+    # never more than EXTENSIONS octaves beyond the grid, at either end
+    done = simulate(curve, lambda x, seed: -x)
+    assert max(_rates(done, 100)) == max(_rates(done, 102)) == w.EXTENSIONS["full"]
+    done = simulate(curve, lambda x, seed: x)
+    assert min(_rates(done, 101)) == -10 - w.EXTENSIONS["full"]
+
+
+def test_window_extends_when_the_mean_over_seeds_sits_at_its_end():
+    curve = w.Curve(w.MLP, "sgd", "muP", 128)
+
+    def loss(x, seed):  # the first seed's optimum at -3, the others' at +1
+        return (x + 3) ** 2 if seed == 100 else 3 * (x - 1) ** 2
+
+    done = simulate(curve, loss)
+    assert _rates(done, 101) == _rates(done, 102) == [-5, -4, -3, -2, -1, 0, 1]
+    means = done.groupby("lr")["train_loss"].mean()[lambda m: m.index >= 2**-5]
+    assert math.log2(means.idxmin()) == 0  # inside the seeds' common rates, not at their end
 
 
 def test_plan_and_profiles():

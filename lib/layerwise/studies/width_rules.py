@@ -23,14 +23,16 @@ four equal the standard parametrisation (SP) at ``n0`` (``m = width / n0``):
 
 **Rate-transfer curves** (Tensor Programs V, Fig. 1 and 3): final training and validation loss
 against ``log2`` of the base rate, one curve per width, per parametrisation and optimizer, on a
-fixed grid in steps of one octave (:data:`GRIDS`).  Cost is controlled in two stages
-(:func:`curve_configs`): every grid point on one seed (:data:`SEEDS`\\[0]), then the remaining
-two seeds at the five grid points around that seed's best rate (window :data:`WINDOW`), so every
-point near each optimum has three seeds.  The *optimum* of a curve is the vertex of the parabola
-through the best mean (over seeds) final training loss and its two neighbours on the grid, in
-``log2`` units, clamped to half a step (:func:`optimum`); its *drift* is the ratio of the optimal
-rate at the widest width to that at the narrowest, with a percentile bootstrap interval over
-seeds (:func:`drift_table`).  Every run uses warmup and cosine decay to zero
+grid in steps of one octave (:data:`GRIDS`).  Cost is controlled in stages
+(:func:`curve_configs`): every grid point on one seed (:data:`SEEDS`\\[0]), extended by an
+octave while the end rate wins; then the remaining two seeds at the five rates around that
+seed's best (window :data:`WINDOW`), extended by an octave while the three seeds' best mean sits
+at the window's end (at most :data:`EXTENSIONS` octaves beyond the grid), so every point near
+each optimum has three seeds and no optimum is an artefact of where the grid stops.  The
+*optimum* of a curve is the vertex of the parabola through the best mean (over seeds) final
+training loss and its two neighbours, in ``log2`` units, clamped to half a step
+(:func:`optimum`); its *drift* is the ratio of the optimal rate at the widest width to that at
+the narrowest, with a percentile bootstrap interval over seeds (:func:`drift_table`).  Every run uses warmup and cosine decay to zero
 (``comparisons.with_decay``).
 
 **Per-role sensitivity** (Filatov et al. 2025, ``docs/references.md#filatov2025norm``): at one
@@ -140,6 +142,8 @@ SMOKE_GRIDS: dict[str, tuple[float, ...]] = {
 SEEDS: tuple[int, ...] = (100, 101, 102)  # tuning seeds: the curves
 FRESH_SEEDS: tuple[int, ...] = (1, 2, 3)  # the widest width's optimum and the role arms
 WINDOW = 2  # grid points either side of the one-seed optimum that get every seed
+# octaves a curve may extend beyond its grid at either end while the end rate wins (protocol v2)
+EXTENSIONS: dict[str, int] = {"smoke": 1, "full": 3, "large": 3}
 ROLE_WIDTH: dict[str, int] = {MLP: 256, TEXT: 128}
 ROLE_POWERS: tuple[int, ...] = (-3, -2, -1, 1, 2, 3)
 SMOKE_ROLE_POWERS: tuple[int, ...] = (-3, 3)
@@ -312,10 +316,10 @@ def multiplier_table(bed: str, optimizer: str, widths: Sequence[int]) -> pd.Data
 # running the curves: every grid point on one seed, then every seed around the optimum
 
 
-def _window(grid: Sequence[float], best: float, half: int = WINDOW) -> list[float]:
-    """The grid points within ``half`` steps of ``best`` (fewer at an edge of the grid)."""
-    i = list(grid).index(best)
-    return list(grid[max(0, i - half) : i + half + 1])
+def _window(rates: Sequence[float], best: float, half: int = WINDOW) -> list[float]:
+    """The rates within ``half`` steps of ``best`` in sorted ``rates`` (fewer at an end)."""
+    i = list(rates).index(best)
+    return list(rates[max(0, i - half) : i + half + 1])
 
 
 def _final_train_loss(record: Mapping[str, Any]) -> float:
@@ -353,14 +357,53 @@ def _best_lr(frame: pd.DataFrame) -> float:
     return float(means.idxmin())
 
 
-def curve_configs(curve: Curve, first: pd.DataFrame | None = None) -> list[RunConfig]:
-    """Stage 1 (``first`` is None): every grid rate on the first seed.  Stage 2: the other
-    seeds at the grid points within :data:`WINDOW` steps of stage 1's best rate."""
+def _outward(curve: Curve, rates: Sequence[float], best: float) -> float | None:
+    """The rate one octave beyond ``best`` when ``best`` is the smallest or largest of
+    ``rates`` and the curve's extension budget (:data:`EXTENSIONS`) allows it; else ``None``."""
+    low, high = min(rates), max(rates)
+    if best not in (low, high) or low == high:
+        return None
+    step = 2.0 if best == high else 0.5
+    beyond = best * step
+    limit = EXTENSIONS[curve.profile]
+    grid_low, grid_high = min(curve.grid), max(curve.grid)
+    if not grid_low / 2.0**limit <= beyond <= grid_high * 2.0**limit:
+        return None
+    return beyond
+
+
+def curve_configs(curve: Curve, done: pd.DataFrame | None = None) -> list[RunConfig]:
+    """The runs ``curve`` needs next, given its runs so far (``done``: rows with ``lr``,
+    ``seed`` and ``train_loss``, nan for a diverged run); ``[]`` once it is complete.
+
+    1. Nothing done: every grid rate on the first seed.
+    2. While the first seed's best rate is the largest (smallest) it tried: the next octave up
+       (down) on that seed.
+    3. The other seeds at the rates within :data:`WINDOW` steps of the first seed's best.
+    4. While the best mean over all seeds (on the rates every seed reached) sits at the end of
+       those rates: the next rate out for every seed that lacks it.
+    Steps 2 and 4 stop :data:`EXTENSIONS` octaves beyond the grid; a diverged rate ends them.
+    """
     seeds = curve.seeds
-    if first is None:
+    if done is None or done.empty:
         return [curve.config(lr, seeds[0]) for lr in curve.grid]
-    window = _window(curve.grid, _best_lr(first))
-    return [curve.config(lr, s) for lr in window for s in seeds[1:]]
+    first = done[done["seed"] == seeds[0]]
+    tried = sorted(first["lr"].unique())
+    best = _best_lr(first)
+    beyond = _outward(curve, tried, best)
+    if beyond is not None:
+        return [curve.config(beyond, seeds[0])]
+    have = set(zip(done["lr"], done["seed"], strict=True))
+    window = _window(tried, best)
+    missing = [(lr, s) for lr in window for s in seeds[1:] if (lr, s) not in have]
+    if missing:
+        return [curve.config(lr, s) for lr, s in missing]
+    counts = done.groupby("lr")["seed"].nunique()
+    complete = sorted(counts[counts == len(seeds)].index)
+    beyond = _outward(curve, complete, _best_lr(done[done["lr"].isin(complete)]))
+    if beyond is None:
+        return []
+    return [curve.config(beyond, s) for s in seeds if (beyond, s) not in have]
 
 
 def curve_frame(
@@ -371,26 +414,22 @@ def curve_frame(
     jobs: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run (or read) both stages of every curve; one row per run (labels, rate, seed, final
-    training / validation / test loss, status, key, wall time)."""
+    """Run (or read) every curve's stages (:func:`curve_configs`), all curves' next runs in one
+    batch per round; one row per run (labels, rate, seed, final training / validation / test
+    loss, status, key, wall time)."""
     store = store or Store()
-    first_configs = [c for curve in curves for c in curve_configs(curve)]
-    first = run_configs(first_configs, study, store=store, jobs=jobs, progress=progress)
-    frames, at = [], 0
-    for curve in curves:
-        n = len(curve.grid)
-        frames.append(_rows(curve, first_configs[at : at + n], first[at : at + n]))
-        at += n
-    second_configs = [
-        c for curve, f in zip(curves, frames, strict=True) for c in curve_configs(curve, f)
-    ]
-    second = run_configs(second_configs, study, store=store, jobs=jobs, progress=progress)
-    at = 0
-    for i, curve in enumerate(curves):
-        configs = curve_configs(curve, frames[i])
-        n = len(configs)
-        frames[i] = pd.concat([frames[i], _rows(curve, configs, second[at : at + n])])
-        at += n
+    frames = [pd.DataFrame() for _ in curves]
+    todo = [curve_configs(curve) for curve in curves]
+    while any(todo):
+        batch = [c for configs in todo for c in configs]
+        records = run_configs(batch, study, store=store, jobs=jobs, progress=progress)
+        at = 0
+        for i, (curve, configs) in enumerate(zip(curves, todo, strict=True)):
+            if configs:
+                new = _rows(curve, configs, records[at : at + len(configs)])
+                frames[i] = pd.concat([frames[i], new], ignore_index=True)
+                at += len(configs)
+        todo = [curve_configs(curve, f) for curve, f in zip(curves, frames, strict=True)]
     return pd.concat(frames, ignore_index=True)
 
 
