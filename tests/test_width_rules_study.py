@@ -317,6 +317,27 @@ def test_verdict8_is_inconclusive_when_an_interval_crosses_the_factor():
     assert "muP's x" in text and "[2.5, 3] (no: drifts <= 2x)" in text
 
 
+def test_a_drift_whose_optimum_sits_at_the_end_of_its_rates_is_censored():
+    frame = curves({"SP": -4.0, "muP": 0.0})
+    drifts = w.drift_table(frame, boot=20).set_index("parametrisation")
+    assert not drifts["censored"].any()
+    # muP's narrowest curve with its best rate (2^-4) as the largest rate it tried
+    cut = (frame["parametrisation"] == "muP") & (frame["width"] == 64) & (frame["log2_lr"] > -4)
+    drifts = w.drift_table(frame[~cut], boot=20)
+    assert drifts.set_index("parametrisation")["censored"].to_dict() == {"SP": False, "muP": True}
+    optima = w.optimum_table(frame[~cut])
+    row = w.verdict8(drifts, optima).iloc[0]
+    assert row["muP drifts <= 2x"] == "undecided" and row["censored"] == "muP"
+    assert row["SP drifts >= 4x"] == "yes" and row["verdict"] == "inconclusive"
+    text = w.answer(w.verdict8(drifts, optima), drifts, pd.DataFrame(), pd.DataFrame(),
+                    pd.DataFrame())  # fmt: skip
+    assert "Censored (muP): an optimum at the end of the rates tried" in text
+    # a diverged run beyond the best rate bounds it: not censored
+    diverged = frame[cut].assign(train_loss=np.nan)
+    drifts = w.drift_table(pd.concat([frame[~cut], diverged]), boot=20)
+    assert not drifts["censored"].any()
+
+
 def test_non_increasing_allows_the_tolerance_only():
     assert w.non_increasing([1.0, 0.99, 1.005], 0.02)
     assert not w.non_increasing([1.0, 1.03], 0.02)

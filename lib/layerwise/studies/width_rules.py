@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -496,6 +496,17 @@ def _seed_matrix(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarr
     return table.columns.to_numpy(dtype=float), table.to_numpy(dtype=float)
 
 
+def _censored(curve: pd.DataFrame, column: str) -> bool:
+    """Whether a curve's best rate (lowest mean over its seeds on the rates every seed
+    reached) is the largest or smallest rate it tried at all: the optimum may lie beyond it,
+    so its location is only a bound.  A diverged run beyond the best rate bounds it."""
+    means = _full_seed_means(curve, column)
+    if means.empty:
+        return True
+    best = float(means.loc[means[column].fillna(np.inf).idxmin(), "lr"])
+    return best in (curve["lr"].min(), curve["lr"].max())
+
+
 def drift_table(
     frame: pd.DataFrame, column: str = "train_loss", boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -503,7 +514,8 @@ def drift_table(
     narrowest to the widest width, ``2^(x*_widest - x*_narrowest)`` (a ratio of rates, 1 = no
     drift; ``x*`` from :func:`optimum` on the mean over seeds), with a 95% percentile bootstrap
     interval over seeds (seeds resampled with replacement, the same draw at both widths, since
-    a seed's runs pair across widths and rates), and ``|log2 drift|``."""
+    a seed's runs pair across widths and rates), ``|log2 drift|``, and ``censored``: an end's
+    optimum is at the end of the rates its curve tried, so the drift is only a bound."""
     rng = np.random.default_rng(seed)
     rows = []
     for keys, g in frame.groupby(["testbed", "optimizer", "parametrisation"], sort=False):
@@ -529,6 +541,9 @@ def drift_table(
                 "drift_low": float(low),
                 "drift_high": float(high),
                 "abs_log2_drift": abs(math.log2(point)) if point > 0 else math.nan,
+                "censored": any(
+                    _censored(g[g["width"] == w], column) for w in (widths[0], widths[-1])
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -558,6 +573,14 @@ def _within(low: float, high: float, factor: float) -> str:
     return {"yes": "no", "no": "yes", "undecided": "undecided"}[_beyond(low, high, factor)]
 
 
+def _read(drift: pd.Series, check: Callable[[float, float, float], str], factor: float) -> str:
+    """``check`` (:func:`_beyond` or :func:`_within`) of a :func:`drift_table` row's interval;
+    ``"undecided"`` when the drift is censored (an end's optimum at the end of its rates)."""
+    if drift.get("censored", False):
+        return "undecided"
+    return check(drift["drift_low"], drift["drift_high"], factor)
+
+
 def _verdict_of(said: set[str]) -> str:
     """Claim 8's verdict from the set of its checks' answers (see :func:`verdict8`)."""
     if said == {"yes"}:
@@ -572,7 +595,8 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
     it: SP's optimum drifts by >= 4x and muP's by <= 2x (either direction), each read on the
     drift's bootstrap interval over seeds (``yes`` / ``no`` / ``undecided`` when the interval
     crosses the factor), and muP's loss at its optimum is non-increasing in width within
-    ``sesoi_nats`` (``yes`` / ``no``).  ``verdict``: ``reproduced`` (every check yes),
+    ``sesoi_nats`` (``yes`` / ``no``); a censored drift (:func:`drift_table`) is ``undecided``
+    and named in ``censored``.  ``verdict``: ``reproduced`` (every check yes),
     ``inconclusive`` (none no, some undecided), ``partly`` (some yes, some no), ``not
     reproduced`` (some no, none yes)."""
     rows = []
@@ -587,8 +611,8 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
             & (optima["parametrisation"] == "muP")
         ].sort_values("width")
         checks = {
-            "SP drifts >= 4x": _beyond(sp["drift_low"], sp["drift_high"], 4.0),
-            "muP drifts <= 2x": _within(mu["drift_low"], mu["drift_high"], 2.0),
+            "SP drifts >= 4x": _read(sp, _beyond, 4.0),
+            "muP drifts <= 2x": _read(mu, _within, 2.0),
             "muP loss non-increasing": "yes"
             if non_increasing(mu_curve["loss_at_opt"], sesoi_nats)
             else "no",
@@ -602,6 +626,9 @@ def verdict8(drifts: pd.DataFrame, optima: pd.DataFrame, sesoi_nats: float = 0.0
                     for name, row in (("SP", sp), ("muP", mu))
                     for end in ("", "_low", "_high")
                 },
+                "censored": ", ".join(
+                    name for name, row in (("SP", sp), ("muP", mu)) if row.get("censored", False)
+                ),
                 **checks,
                 "verdict": _verdict_of(set(checks.values())),
             }
@@ -878,6 +905,12 @@ def answer(
             f"narrowest to the widest width SP's optimal rate moves {moves['SP']}, muP's "
             f"{moves['muP']} (bootstrap interval over seeds); muP's loss at its optimum is "
             f"{'' if r['muP loss non-increasing'] == 'yes' else 'not '}non-increasing in width."
+            + (
+                f" Censored ({r['censored']}): an optimum at the end of the rates tried, so the "
+                "drift is only a bound."
+                if r.get("censored")
+                else ""
+            )
         )
     for r in shares.to_dict("records"):
         where = f"- **Embedding rate only**, {r['testbed']} {r['optimizer']}: "
@@ -915,7 +948,7 @@ def answer(
                 )
         ev_text, mu_text = (
             f"x{r['drift']:.2g} [{r['drift_low']:.2g}, {r['drift_high']:.2g}] (within 2x: "
-            f"{_within(r['drift_low'], r['drift_high'], 2.0)})"
+            f"{_read(r, _within, 2.0)})"
             for r in (ev, mu)
         )
         lines.append(
