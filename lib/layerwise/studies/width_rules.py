@@ -43,9 +43,10 @@ weight rate (``input``, ``hidden``, ``output``) times ``2^k``, ``k`` in -3..3
 
 **Verdict 8** (:func:`verdict8`, claim 8 of ``docs/references.md``): SP's optimum drifts by
 at least 4x across widths, muP's by at most 2x (each judged on the drift's bootstrap interval
-over seeds; an interval across the factor leaves the verdict *inconclusive*), and muP's loss at
-its optimum does not increase with width by more than the smallest effect of interest.  The new
-claims (:func:`answer`): does raising only the embedding rate recover most of muP's benefit, and
+over seeds; an interval across the factor, or an optimum at the end of the rates tried, leaves
+the verdict *inconclusive*), and muP's loss at its optimum does not increase with width by more
+than the smallest effect of interest.  The new claims (:func:`answer`): does raising only the
+embedding rate recover more than half of muP's gain (:func:`recovered_share`), and
 does Everett et al.'s SP prescription transfer as well as muP (drift, and loss at the widest
 width's optimum against SP on fresh seeds, :func:`compare_widest`).
 
