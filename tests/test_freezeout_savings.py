@@ -125,10 +125,15 @@ def test_stop_table_lists_each_layers_stop_in_depth_order():
 # wall clock
 
 
+def _one_thread_arms():
+    """Stage 2's arms of the smoke profile, one thread each (what the timing runs)."""
+    stage2 = design.freezing_plan(0.004, "smoke")[0]
+    return {arm: c.replace(threads=1) for arm, c in stage2.arms.items()}
+
+
 def test_timing_rotates_the_order_stores_the_times_and_reads_them_back(tmp_path, monkeypatch):
     monkeypatch.delenv("LAYERWISE_REQUIRE_STORED", raising=False)
-    stage2 = design.freezing_plan(0.004, "smoke")[0]
-    configs = {arm: c.replace(threads=1) for arm, c in stage2.arms.items()}
+    configs = _one_thread_arms()
     arms = list(configs)
     calls = []
 
@@ -156,8 +161,7 @@ def test_timing_rotates_the_order_stores_the_times_and_reads_them_back(tmp_path,
 
 def test_timing_killed_mid_way_times_only_the_rounds_it_lacks(tmp_path, monkeypatch):
     monkeypatch.delenv("LAYERWISE_REQUIRE_STORED", raising=False)
-    stage2 = design.freezing_plan(0.004, "smoke")[0]
-    configs = {arm: c.replace(threads=1) for arm, c in stage2.arms.items()}
+    configs = _one_thread_arms()
     arms = list(configs)
     calls = []
 
