@@ -840,11 +840,11 @@ def recovered_share(
     rows = []
     for (bed, opt), g in frame.groupby(["testbed", "optimizer"], sort=False):
         table = _widest_seed_table(g, column)
-        n = len(table)
+        n, values, columns = len(table), table.to_numpy(), table.columns
 
-        def at_optimum(pick: np.ndarray, table=table) -> dict[str, float]:
-            means = table.to_numpy()[pick].mean(axis=0)
-            best = pd.Series(means, index=table.columns).groupby(level=0).min()
+        def at_optimum(pick: np.ndarray, values=values, columns=columns) -> dict[str, float]:
+            means = values[pick].mean(axis=0)
+            best = pd.Series(means, index=columns).groupby(level=0).min()
             return {p: float(best.get(p, math.nan)) for p in ("SP", "muP", arm)}
 
         def gain_and_share(pick: np.ndarray) -> tuple[float, float]:
